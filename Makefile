@@ -1,0 +1,74 @@
+# payi — build, test, bench.
+#
+#   make                  build/payi (dev build: -Wall -Wextra -Werror)
+#   make SANITIZE=address,undefined   the same under ASan+UBSan, in build-san/
+#   make test             install what is missing, build, run every test suite
+#   make bench            run the benchmarks in bench/ (starts PostgreSQL, Redis)
+#   make fuzz             build the libFuzzer targets (clang) into build-fuzz/
+
+CC      ?= cc
+CFLAGS_BASE = -std=c11 -D_GNU_SOURCE -Isrc -g -O2 -pthread -MMD -MP
+WARN    = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+          -Wpointer-arith -Wformat=2 -Wvla -Wno-unused-parameter
+LDLIBS  = -pthread -lm
+
+ifdef SANITIZE
+BUILD   ?= build-san
+SANFLAGS = -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
+else
+BUILD   ?= build
+SANFLAGS =
+endif
+
+CFLAGS  = $(CFLAGS_BASE) $(WARN) $(SANFLAGS) $(EXTRA_CFLAGS)
+LDFLAGS += $(SANFLAGS)
+
+LIB_SRC  = $(sort $(wildcard src/*/*.c))
+LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/%.o)
+MAIN_OBJ = $(BUILD)/src/main.o
+UNIT_SRC = $(sort $(wildcard tests/unit/*.c))
+UNIT_OBJ = $(UNIT_SRC:%.c=$(BUILD)/%.o)
+
+.PHONY: all test unit fuzz bench demo clean deps
+all: $(BUILD)/payi
+
+deps:
+	@scripts/deps.sh build
+
+$(BUILD)/payi: $(MAIN_OBJ) $(BUILD)/libpayi.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/libpayi.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/test_unit: $(UNIT_OBJ) $(BUILD)/libpayi.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests/unit -c -o $@ $<
+
+unit: $(BUILD)/test_unit
+	$(BUILD)/test_unit
+
+test:
+	@scripts/deps.sh test
+	@tests/run.sh
+
+fuzz:
+	@tests/fuzz/build.sh
+
+bench:
+	@scripts/deps.sh bench
+	@$(MAKE) --no-print-directory all
+	@bench/run.sh
+
+demo:
+	@echo "payi: 'make demo' arrives with the COVID-19 monitoring app (issue 5); it does not exist yet." >&2
+	@exit 1
+
+clean:
+	rm -rf build build-san build-fuzz
+
+-include $(LIB_OBJ:.o=.d) $(MAIN_OBJ:.o=.d) $(UNIT_OBJ:.o=.d)

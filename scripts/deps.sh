@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Install the Debian packages payi needs for a goal, only those missing.
+# Usage: scripts/deps.sh build|test|bench|demo
+# Runs apt-get only when something is missing, so a prepared machine pays nothing.
+set -euo pipefail
+
+build_pkgs=(gcc make pkg-config)
+test_pkgs=(clang libclang-rt-14-dev python3-pytest)
+bench_pkgs=(postgresql redis-server linux-perf)
+
+case "${1:-build}" in
+  build) want=("${build_pkgs[@]}") ;;
+  test)  want=("${build_pkgs[@]}" "${test_pkgs[@]}") ;;
+  bench) want=("${build_pkgs[@]}" "${bench_pkgs[@]}") ;;
+  demo)  want=("${build_pkgs[@]}") ;;
+  *) echo "usage: $0 build|test|bench|demo" >&2; exit 2 ;;
+esac
+
+missing=()
+for p in "${want[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "payi: installing missing packages: ${missing[*]}" >&2
+if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
