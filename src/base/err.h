@@ -18,6 +18,7 @@
     X(USAGE,           "usage",                400, "bad command-line usage")      \
     X(NOT_FOUND,       "not_found",            404, "not found")                   \
     X(CONFLICT,        "conflict",             409, "expected version mismatch")   \
+    X(CANCELLED,       "cancelled",            409, "not attempted: an earlier append of the same submission failed") \
     X(TOO_LARGE,       "too_large",            413, "too large")                   \
     X(LOCKED,          "locked",               423, "data directory in use")       \
     X(IO,              "io_error",             500, "input/output error")          \

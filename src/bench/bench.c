@@ -1,0 +1,312 @@
+/* bench.c — payi bench append: the log's own append rate, in process.
+ *
+ * (a) batched: one producer submits appends of one 100-byte event each in
+ *     submissions of --batch appends, keeping two submissions in flight so the
+ *     writer always has the next group ready while one is being synced.
+ * (b) concurrent: N threads each append one event and wait for its
+ *     acknowledgement before the next; latency is measured per append.
+ * Durability is fsync unless told otherwise; every figure is of durable appends. */
+#include "bench/bench.h"
+
+#include <getopt.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/mem.h"
+#include "base/timefmt.h"
+#include "cli/cli.h"
+#include "log/log.h"
+
+#define PAYLOAD_BYTES 100
+
+typedef struct bench_cfg {
+    const char *dir;
+    double seconds;
+    uint32_t batch;
+    log_durability durability;
+    bool json;
+} bench_cfg;
+
+static char payload[PAYLOAD_BYTES + 1];
+
+/* A JSON object of exactly PAYLOAD_BYTES bytes. */
+static void make_payload(void)
+{
+    const char *head = "{\"country\":\"CIV\",\"cases\":12345,\"note\":\"";
+    size_t h = strlen(head);
+    memcpy(payload, head, h);
+    memset(payload + h, 'x', PAYLOAD_BYTES - h - 2);
+    payload[PAYLOAD_BYTES - 2] = '"';
+    payload[PAYLOAD_BYTES - 1] = '}';
+    payload[PAYLOAD_BYTES] = '\0';
+}
+
+static void fill_append(log_append *a, log_event_in *e, char *stream, int stream_len)
+{
+    memset(e, 0, sizeof *e);
+    e->type = "CasesReported";
+    e->type_len = 13;
+    e->data = payload;
+    e->data_len = PAYLOAD_BYTES;
+    memset(a, 0, sizeof *a);
+    a->stream = stream;
+    a->stream_len = (uint32_t)stream_len;
+    a->expected = LOG_EXPECT_ANY;
+    a->events = e;
+    a->nevents = 1;
+}
+
+typedef struct batched_result {
+    uint64_t events;
+    double seconds;
+    uint64_t bytes;
+} batched_result;
+
+static int run_batched(payi_log *log, const bench_cfg *cfg, batched_result *res)
+{
+    uint32_t b = cfg->batch;
+    log_append *apps[2];
+    log_event_in *evs[2];
+    char(*streams)[32] = xmalloc(2 * (size_t)b * sizeof *streams);
+    for (int k = 0; k < 2; k++) {
+        apps[k] = xmalloc(b * sizeof **apps);
+        evs[k] = xmalloc(b * sizeof **evs);
+    }
+    log_stats before, after;
+    log_get_stats(log, &before);
+    int64_t t0 = time_mono_ns(), deadline = t0 + (int64_t)(cfg->seconds * 1e9);
+    log_submission *inflight[2] = {NULL, NULL};
+    uint64_t submitted = 0;
+    int k = 0, status = 0;
+    while (time_mono_ns() < deadline) {
+        if (inflight[k] && log_wait(log, inflight[k]) != PAYI_OK)
+            status = 1;
+        for (uint32_t i = 0; i < b; i++) {
+            char *s = streams[(size_t)k * b + i];
+            int n = snprintf(s, 32, "device-%" PRIu64, (submitted + i) % 1000);
+            fill_append(&apps[k][i], &evs[k][i], s, n);
+        }
+        inflight[k] = log_submit(log, apps[k], b, false);
+        submitted += b;
+        k ^= 1;
+    }
+    for (int j = 0; j < 2; j++)
+        if (inflight[j] && log_wait(log, inflight[j]) != PAYI_OK)
+            status = 1;
+    res->seconds = (double)(time_mono_ns() - t0) / 1e9;
+    log_get_stats(log, &after);
+    res->events = after.events - before.events;
+    res->bytes = after.bytes - before.bytes;
+    for (int j = 0; j < 2; j++) {
+        free(apps[j]);
+        free(evs[j]);
+    }
+    free(streams);
+    return status;
+}
+
+typedef struct worker {
+    payi_log *log;
+    int id;
+    int64_t deadline;
+    uint64_t *lat_ns;
+    size_t n, cap;
+    int failed;
+    pthread_t th;
+} worker;
+
+static void *worker_main(void *arg)
+{
+    worker *w = arg;
+    char stream[32];
+    int len = snprintf(stream, sizeof stream, "appender-%d", w->id);
+    while (time_mono_ns() < w->deadline) {
+        log_append a;
+        log_event_in e;
+        fill_append(&a, &e, stream, len);
+        int64_t t = time_mono_ns();
+        if (log_append_one(w->log, &a) != PAYI_OK) {
+            w->failed = 1;
+            break;
+        }
+        w->lat_ns = xgrow(w->lat_ns, &w->cap, w->n + 1, sizeof *w->lat_ns);
+        w->lat_ns[w->n++] = (uint64_t)(time_mono_ns() - t);
+    }
+    return NULL;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double pct_us(const uint64_t *sorted, size_t n, double p)
+{
+    if (!n)
+        return 0;
+    size_t i = (size_t)(p * (double)(n - 1) + 0.5);
+    return (double)sorted[i] / 1000.0;
+}
+
+typedef struct conc_result {
+    int appenders;
+    uint64_t events;
+    double seconds, p50, p99, p999;
+} conc_result;
+
+static int run_concurrent(payi_log *log, int n, double seconds, conc_result *res)
+{
+    worker *ws = xcalloc((size_t)n, sizeof *ws);
+    int64_t t0 = time_mono_ns();
+    for (int i = 0; i < n; i++) {
+        ws[i] = (worker){.log = log, .id = i, .deadline = t0 + (int64_t)(seconds * 1e9)};
+        if (pthread_create(&ws[i].th, NULL, worker_main, &ws[i]) != 0) {
+            fprintf(stderr, "payi bench: cannot start thread\n");
+            exit(1);
+        }
+    }
+    size_t total = 0;
+    int failed = 0;
+    for (int i = 0; i < n; i++) {
+        pthread_join(ws[i].th, NULL);
+        total += ws[i].n;
+        failed |= ws[i].failed;
+    }
+    res->seconds = (double)(time_mono_ns() - t0) / 1e9;
+    uint64_t *all = xmalloc((total ? total : 1) * sizeof *all);
+    size_t k = 0;
+    for (int i = 0; i < n; i++) {
+        memcpy(all + k, ws[i].lat_ns, ws[i].n * sizeof *all);
+        k += ws[i].n;
+        free(ws[i].lat_ns);
+    }
+    qsort(all, total, sizeof *all, cmp_u64);
+    res->appenders = n;
+    res->events = total;
+    res->p50 = pct_us(all, total, 0.50);
+    res->p99 = pct_us(all, total, 0.99);
+    res->p999 = pct_us(all, total, 0.999);
+    free(all);
+    free(ws);
+    return failed;
+}
+
+static const char bench_help[] =
+    "usage: payi bench append [--data DIR] [--seconds S] [--batch N] [--durability MODE] [--json]\n"
+    "\n"
+    "Measures durable appends of 100-byte events in this process: (a) one producer with\n"
+    "submissions of --batch appends (default 2000), (b) 1, 8 and 64 concurrent appenders each\n"
+    "waiting for its acknowledgement (latency p50/p99/p99.9).  Each phase runs --seconds\n"
+    "(default 4).  The data directory must not exist or be empty (default: a new one under\n"
+    "$TMPDIR); it is left in place.  bench/append.sh runs this beside the disk, PostgreSQL and Redis.\n";
+
+static int bench_append(int argc, char **argv)
+{
+    static const struct option opts[] = {{"data", required_argument, NULL, 'd'}, {"seconds", required_argument, NULL, 's'},
+                                         {"batch", required_argument, NULL, 'b'}, {"durability", required_argument, NULL, 'D'},
+                                         {"json", no_argument, NULL, 'j'},        {"help", no_argument, NULL, 'h'},
+                                         {0, 0, 0, 0}};
+    bench_cfg cfg = {.dir = NULL, .seconds = 4, .batch = 2000, .durability = LOG_DURABLE_FSYNC};
+    int c;
+    uint64_t v;
+    char tmpl[512];
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'd': cfg.dir = optarg; break;
+        case 's':
+            if (!cli_parse_u64(optarg, &v) || v == 0 || v > 600) {
+                fprintf(stderr, "payi bench: --seconds must be 1..600\n");
+                return 2;
+            }
+            cfg.seconds = (double)v;
+            break;
+        case 'b':
+            if (!cli_parse_u64(optarg, &v) || v == 0 || v > 100000) {
+                fprintf(stderr, "payi bench: --batch must be 1..100000\n");
+                return 2;
+            }
+            cfg.batch = (uint32_t)v;
+            break;
+        case 'D':
+            if (!log_durability_parse(optarg, &cfg.durability)) {
+                fprintf(stderr, "payi bench: --durability must be fsync, interval or none\n");
+                return 2;
+            }
+            break;
+        case 'j': cfg.json = true; break;
+        case 'h': fputs(bench_help, stdout); return 0;
+        default: fputs(bench_help, stderr); return 2;
+        }
+    }
+    if (!cfg.dir) {
+        const char *t = getenv("TMPDIR");
+        snprintf(tmpl, sizeof tmpl, "%s/payi-bench-XXXXXX", t ? t : "/tmp");
+        if (!mkdtemp(tmpl)) {
+            perror("payi bench: mkdtemp");
+            return 1;
+        }
+        cfg.dir = tmpl;
+    }
+    log_options lo;
+    log_options_default(&lo);
+    lo.durability = cfg.durability;
+    cli_warn_durability(&lo);
+    make_payload();
+    payi_log *log;
+    payi_err err;
+    if (log_open(&log, cfg.dir, &lo, &err) != PAYI_OK) {
+        cli_report(&err, 0);
+        return 1;
+    }
+    batched_result br;
+    int failed = run_batched(log, &cfg, &br);
+    static const int counts[] = {1, 8, 64};
+    conc_result cr[3];
+    for (int i = 0; i < 3; i++)
+        failed |= run_concurrent(log, counts[i], cfg.seconds, &cr[i]);
+    log_stats st;
+    log_get_stats(log, &st);
+    log_close(log);
+    if (failed) {
+        fprintf(stderr, "payi bench: some appends failed\n");
+        return 1;
+    }
+    if (cfg.json) {
+        printf("{\"bench\":\"append\",\"payload_bytes\":%d,\"durability\":\"%s\",\"data_dir\":\"%s\","
+               "\"batched\":{\"events\":%" PRIu64 ",\"seconds\":%.3f,\"events_per_s\":%.0f,\"bytes_per_s\":%.0f,"
+               "\"batch_events\":%u},\"concurrent\":[",
+               PAYLOAD_BYTES, log_durability_name(cfg.durability), cfg.dir, br.events, br.seconds,
+               (double)br.events / br.seconds, (double)br.bytes / br.seconds, cfg.batch);
+        for (int i = 0; i < 3; i++)
+            printf("%s{\"appenders\":%d,\"events\":%" PRIu64 ",\"seconds\":%.3f,\"events_per_s\":%.0f,"
+                   "\"p50_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f}",
+                   i ? "," : "", cr[i].appenders, cr[i].events, cr[i].seconds, (double)cr[i].events / cr[i].seconds,
+                   cr[i].p50, cr[i].p99, cr[i].p999);
+        printf("],\"fsyncs\":%" PRIu64 ",\"batches\":%" PRIu64 "}\n", st.fsyncs, st.batches_written);
+    } else {
+        printf("batched (%u per submission): %" PRIu64 " events in %.2f s = %.0f events/s, %.1f MB/s written\n",
+               cfg.batch, br.events, br.seconds, (double)br.events / br.seconds, (double)br.bytes / br.seconds / 1e6);
+        for (int i = 0; i < 3; i++)
+            printf("%2d appenders: %.0f events/s, ack latency p50 %.0f us, p99 %.0f us, p99.9 %.0f us\n",
+                   cr[i].appenders, (double)cr[i].events / cr[i].seconds, cr[i].p50, cr[i].p99, cr[i].p999);
+        printf("fsyncs %" PRIu64 ", batches %" PRIu64 ", data in %s\n", st.fsyncs, st.batches_written, cfg.dir);
+    }
+    return 0;
+}
+
+int bench_main(int argc, char **argv)
+{
+    if (argc < 2 || !strcmp(argv[1], "--help")) {
+        fputs(bench_help, argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (!strcmp(argv[1], "append"))
+        return bench_append(argc - 1, argv + 1);
+    fprintf(stderr, "payi bench: unknown benchmark '%s' (known: append)\n", argv[1]);
+    return 2;
+}

@@ -1,0 +1,479 @@
+#include "cli/cli.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/buf.h"
+#include "base/json.h"
+#include "base/mem.h"
+#include "event/evjson.h"
+
+/* ---------------------------------------------------------------- shared */
+
+bool cli_parse_u64(const char *s, uint64_t *out)
+{
+    if (!s || !*s || *s == '-')
+        return false;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end)
+        return false;
+    *out = v;
+    return true;
+}
+
+bool cli_parse_size(const char *s, uint64_t *out)
+{
+    if (!s || !*s || *s == '-')
+        return false;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s)
+        return false;
+    unsigned shift = 0;
+    if (*end == 'k' || *end == 'K')
+        shift = 10;
+    else if (*end == 'm' || *end == 'M')
+        shift = 20;
+    else if (*end == 'g' || *end == 'G')
+        shift = 30;
+    if (shift)
+        end++;
+    if (*end || (shift && v > (UINT64_MAX >> shift)))
+        return false;
+    *out = (uint64_t)v << shift;
+    return true;
+}
+
+void cli_report(const payi_err *err, uint64_t line)
+{
+    if (line)
+        fprintf(stderr, "payi: line %" PRIu64 ": %s: %s\n", line, payi_code_word(err->code), err->msg);
+    else
+        fprintf(stderr, "payi: %s: %s\n", payi_code_word(err->code), err->msg);
+}
+
+void cli_warn_durability(const log_options *o)
+{
+    if (o->durability == LOG_DURABLE_NONE)
+        fprintf(stderr, "payi: WARNING: --durability none: appends are acknowledged without fdatasync; a power "
+                        "failure or kernel crash can lose any of them. Use only for tests and benchmarks.\n");
+    else if (o->durability == LOG_DURABLE_INTERVAL)
+        fprintf(stderr, "payi: note: --durability interval: acknowledged appends of the last %u ms can be lost on "
+                        "power failure.\n",
+                o->interval_ms);
+}
+
+/* Options every verb that opens the log understands. */
+enum { OPT_DATA = 1000, OPT_DURABILITY, OPT_INTERVAL, OPT_SEGMENT_SIZE, OPT_MAX_EVENT, OPT_FROM, OPT_LIMIT,
+       OPT_STREAM, OPT_ALL, OPT_FOLLOW, OPT_BACKWARDS, OPT_HELP };
+
+static int usage_error(const char *verb, const char *msg)
+{
+    fprintf(stderr, "payi %s: %s (see 'payi %s --help')\n", verb, msg, verb);
+    return 2;
+}
+
+/* Returns 0 when the option was a log option and was applied, 2 on a bad value, -1 when not ours. */
+static int log_option(int opt, const char *arg, const char *verb, const char **dir, log_options *lo)
+{
+    uint64_t v;
+    switch (opt) {
+    case OPT_DATA:
+        *dir = arg;
+        return 0;
+    case OPT_DURABILITY:
+        return log_durability_parse(arg, &lo->durability) ? 0
+                                                          : usage_error(verb, "--durability must be fsync, interval or none");
+    case OPT_INTERVAL:
+        if (!cli_parse_u64(arg, &v) || v == 0 || v > 60000)
+            return usage_error(verb, "--interval-ms must be 1..60000");
+        lo->interval_ms = (uint32_t)v;
+        return 0;
+    case OPT_SEGMENT_SIZE:
+        if (!cli_parse_size(arg, &v) || v < 4096 || v > (1ull << 32) - 1)
+            return usage_error(verb, "--segment-size must be between 4k and 4G-1");
+        lo->segment_size = v;
+        return 0;
+    case OPT_MAX_EVENT:
+        if (!cli_parse_size(arg, &v) || v < 64 || v > (256u << 20))
+            return usage_error(verb, "--max-event-size must be between 64 and 256M");
+        lo->max_event_size = (uint32_t)v;
+        return 0;
+    }
+    return -1;
+}
+
+#define LOG_LONGOPTS                                                                      \
+    {"data", required_argument, NULL, OPT_DATA}, {"durability", required_argument, NULL, OPT_DURABILITY}, \
+        {"interval-ms", required_argument, NULL, OPT_INTERVAL},                           \
+        {"segment-size", required_argument, NULL, OPT_SEGMENT_SIZE},                      \
+        {"max-event-size", required_argument, NULL, OPT_MAX_EVENT}, {"help", no_argument, NULL, OPT_HELP}
+
+/* ---------------------------------------------------------------- append */
+
+static const char append_help[] =
+    "usage: payi append [--data DIR] [--durability fsync|interval|none] [--interval-ms N]\n"
+    "                   [--segment-size SIZE] [--max-event-size SIZE]\n"
+    "\n"
+    "Appends NDJSON events read from standard input.  Each line is one event\n"
+    "  {\"stream\":\"s\",\"type\":\"T\",\"data\":{...},\"id\":\"<uuid>\"?,\"expected_version\":V?,\"meta\":{...}?}\n"
+    "or a JSON array of such events for one stream, appended atomically.  expected_version is\n"
+    "\"any\" (default), \"no_stream\", \"exists\" or a version number.  An event whose id was appended\n"
+    "before is not appended again: its acknowledgement is the original's, with \"duplicate\":true.\n"
+    "\n"
+    "Prints {\"position\":P,\"stream\":\"s\",\"version\":V} per event once it is durable.  Stops at the\n"
+    "first bad line with 'payi: line N: <code>: <message>' on stderr and exit status 1; the lines\n"
+    "before it stay appended.\n"
+    "\n"
+    "  --data DIR             data directory (default ./payi-data; created if missing)\n"
+    "  --durability MODE      fsync (default): fdatasync before acknowledging, shared by all\n"
+    "                         pending appends; interval: acknowledge when written, fdatasync every\n"
+    "                         --interval-ms (default 100); none: never sync (tests, benchmarks)\n"
+    "  --segment-size SIZE    roll to a new segment file past SIZE bytes (default 64M)\n"
+    "  --max-event-size SIZE  largest event: stream+type+data+meta bytes (default 1M)\n";
+
+#define APPEND_MAX_BATCH 4096
+
+typedef struct append_run {
+    payi_log *log;
+    evjson_batch batch;
+    uint64_t *lines;          /* input line number of each append in the batch */
+    size_t lines_cap;
+    json_doc doc;
+    buf out;
+    payi_err pending_err;     /* a decode error waiting for the batch before it */
+    uint64_t pending_line;
+} append_run;
+
+/* Submit the decoded appends, wait until durable, print their acks.  Returns
+ * false after reporting the first append that failed. */
+static bool append_flush(append_run *r)
+{
+    if (r->batch.n == 0)
+        return true;
+    evjson_batch_seal(&r->batch);
+    log_wait(r->log, log_submit(r->log, r->batch.appends, (uint32_t)r->batch.n, true));
+    buf_reset(&r->out);
+    const log_append *failed = NULL;
+    uint64_t failed_line = 0;
+    for (size_t i = 0; i < r->batch.n; i++) {
+        const log_append *a = &r->batch.appends[i];
+        if (a->status != PAYI_OK) {
+            failed = a;
+            failed_line = r->lines[i];
+            break;
+        }
+        for (uint32_t k = 0; k < a->nevents; k++) {
+            evjson_write_ack(&r->out, a, k);
+            buf_putc(&r->out, '\n');
+        }
+    }
+    if (r->out.len && (fwrite(r->out.data, 1, r->out.len, stdout) != r->out.len || fflush(stdout) != 0)) {
+        fprintf(stderr, "payi: cannot write acknowledgements to standard output: %s\n", strerror(errno));
+        exit(1);
+    }
+    evjson_batch_reset(&r->batch);
+    if (failed) {
+        cli_report(&failed->err, failed_line);
+        return false;
+    }
+    return true;
+}
+
+/* Decode one line into the batch; false (with pending_err set) on a bad line. */
+static bool append_line(append_run *r, const char *line, size_t len, uint64_t lineno)
+{
+    while (len && (line[len - 1] == '\r' || line[len - 1] == ' ' || line[len - 1] == '\t'))
+        len--;
+    size_t skip = 0;
+    while (skip < len && (line[skip] == ' ' || line[skip] == '\t'))
+        skip++;
+    if (skip == len)
+        return true;   /* blank line */
+    size_t mark = r->batch.n;
+    payi_code rc = evjson_decode_text(&r->batch, &r->doc, line, len, &r->pending_err);
+    if (rc == PAYI_OK) {
+        log_append *a = &r->batch.appends[mark];
+        evjson_batch_seal_from(&r->batch, mark);   /* validation reads the strings */
+        rc = log_validate(r->log, a, &r->pending_err);
+        if (rc != PAYI_OK)
+            r->batch.n = mark;   /* its text stays behind unused until the reset */
+    }
+    if (rc != PAYI_OK) {
+        r->pending_line = lineno;
+        return false;
+    }
+    r->lines = xgrow(r->lines, &r->lines_cap, r->batch.n, sizeof *r->lines);
+    r->lines[r->batch.n - 1] = lineno;
+    return true;
+}
+
+static int append_stream(append_run *r, uint64_t max_line)
+{
+    buf in = BUF_INIT;
+    uint64_t lineno = 0;
+    bool eof = false, ok = true;
+    size_t start = 0;   /* first unconsumed byte of in */
+    while (ok && !eof) {
+        buf_reserve(&in, 1 << 20);
+        ssize_t n = read(STDIN_FILENO, in.data + in.len, in.cap - in.len - 1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            fprintf(stderr, "payi: cannot read standard input: %s\n", strerror(errno));
+            ok = false;
+            break;
+        }
+        eof = n == 0;
+        in.len += (size_t)n;
+        for (;;) {
+            char *nl = memchr(in.data + start, '\n', in.len - start);
+            if (!nl && !(eof && start < in.len))
+                break;
+            size_t len = nl ? (size_t)(nl - (in.data + start)) : in.len - start;
+            if (!append_line(r, in.data + start, len, ++lineno)) {
+                ok = false;
+                break;
+            }
+            start += len + (nl ? 1 : 0);
+            if (r->batch.n >= APPEND_MAX_BATCH && !append_flush(r))
+                return 1;
+        }
+        if (ok && in.len - start > max_line) {
+            payi_err_set(&r->pending_err, PAYI_TOO_LARGE, NULL, "line is longer than %" PRIu64 " bytes", max_line);
+            r->pending_line = lineno + 1;
+            ok = false;
+        }
+        /* Keep the unconsumed tail at the front. */
+        memmove(in.data, in.data + start, in.len - start);
+        in.len -= start;
+        start = 0;
+        /* Acknowledge what we have before blocking on more input. */
+        if (ok && !append_flush(r))
+            return 1;
+    }
+    buf_release(&in);
+    if (!append_flush(r))
+        return 1;
+    if (r->pending_line) {
+        cli_report(&r->pending_err, r->pending_line);
+        return 1;
+    }
+    return ok ? 0 : 1;
+}
+
+int cli_append(int argc, char **argv)
+{
+    static const struct option opts[] = {LOG_LONGOPTS, {0, 0, 0, 0}};
+    const char *dir = CLI_DEFAULT_DATA;
+    log_options lo;
+    log_options_default(&lo);
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (c == OPT_HELP) {
+            fputs(append_help, stdout);
+            return 0;
+        }
+        int r = log_option(c, optarg, "append", &dir, &lo);
+        if (r != 0)
+            return r > 0 ? r : usage_error("append", "unknown option");
+    }
+    if (optind < argc)
+        return usage_error("append", "unexpected argument");
+    cli_warn_durability(&lo);
+    payi_err err;
+    append_run r = {0};
+    if (log_open(&r.log, dir, &lo, &err) != PAYI_OK) {
+        cli_report(&err, 0);
+        return 1;
+    }
+    evjson_batch_init(&r.batch);
+    int status = append_stream(&r, (uint64_t)lo.max_event_size * 8 + 65536);
+    log_close(r.log);
+    evjson_batch_release(&r.batch);
+    json_doc_release(&r.doc);
+    buf_release(&r.out);
+    free(r.lines);
+    return status;
+}
+
+/* ---------------------------------------------------------------- read */
+
+static const char read_help[] =
+    "usage: payi read [--data DIR] (--stream S | --all) [--from N] [--limit N] [--backwards] [--follow]\n"
+    "\n"
+    "Prints events as NDJSON: {\"position\",\"stream\",\"version\",\"type\",\"id\",\"time\",\"data\",\"meta\"}.\n"
+    "  --stream S    the events of stream S, from version --from (default 0)\n"
+    "  --backwards   with --stream: from version --from (default: the last) down to 0\n"
+    "  --all         every event, from global position --from (default 0)\n"
+    "  --limit N     at most N events\n"
+    "  --follow      with --all: after the history, keep printing new events as they are\n"
+    "                appended (by this or another process) until interrupted\n"
+    "Reading never blocks a writer: it opens the log read-only.\n";
+
+typedef struct read_out {
+    buf line;
+    uint64_t printed;
+} read_out;
+
+static int print_event(void *ctx, const log_event *ev)
+{
+    read_out *o = ctx;
+    buf_reset(&o->line);
+    evjson_write_event(&o->line, ev);
+    buf_putc(&o->line, '\n');
+    if (fwrite(o->line.data, 1, o->line.len, stdout) != o->line.len)
+        return 1;
+    o->printed++;
+    return 0;
+}
+
+static int read_all(payi_log *log, uint64_t from, uint64_t limit, bool follow, read_out *o)
+{
+    log_cursor cur;
+    log_cursor_at(&cur, from);
+    log_sub *s = log_sub_open(log, &cur);
+    payi_err err;
+    int status = 0;
+    while (!limit || o->printed < limit) {
+        log_event ev;
+        payi_code rc = log_sub_next(s, &ev, 0, &err);
+        if (rc == PAYI_TIMEOUT && follow) {
+            if (fflush(stdout) != 0)
+                break;
+            rc = log_sub_next(s, &ev, -1, &err);
+        }
+        if (rc == PAYI_TIMEOUT && !follow)
+            break;
+        if (rc == PAYI_TIMEOUT)
+            continue;
+        if (rc != PAYI_OK) {
+            cli_report(&err, 0);
+            status = 1;
+            break;
+        }
+        if (print_event(o, &ev) != 0)
+            break;   /* stdout closed: the reader went away */
+    }
+    log_sub_close(s);
+    return status;
+}
+
+int cli_read(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"data", required_argument, NULL, OPT_DATA},   {"stream", required_argument, NULL, OPT_STREAM},
+        {"all", no_argument, NULL, OPT_ALL},           {"from", required_argument, NULL, OPT_FROM},
+        {"limit", required_argument, NULL, OPT_LIMIT}, {"follow", no_argument, NULL, OPT_FOLLOW},
+        {"backwards", no_argument, NULL, OPT_BACKWARDS}, {"help", no_argument, NULL, OPT_HELP},
+        {0, 0, 0, 0}};
+    const char *dir = CLI_DEFAULT_DATA, *stream = NULL;
+    bool all = false, follow = false, backwards = false, from_set = false;
+    uint64_t from = 0, limit = 0;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case OPT_HELP: fputs(read_help, stdout); return 0;
+        case OPT_DATA: dir = optarg; break;
+        case OPT_STREAM: stream = optarg; break;
+        case OPT_ALL: all = true; break;
+        case OPT_FOLLOW: follow = true; break;
+        case OPT_BACKWARDS: backwards = true; break;
+        case OPT_FROM:
+            if (!cli_parse_u64(optarg, &from))
+                return usage_error("read", "--from must be a number >= 0");
+            from_set = true;
+            break;
+        case OPT_LIMIT:
+            if (!cli_parse_u64(optarg, &limit))
+                return usage_error("read", "--limit must be a number >= 0");
+            break;
+        default: return usage_error("read", "unknown option");
+        }
+    }
+    if (optind < argc)
+        return usage_error("read", "unexpected argument");
+    if (!!stream == all)
+        return usage_error("read", "give exactly one of --stream S or --all");
+    if (follow && !all)
+        return usage_error("read", "--follow goes with --all");
+    if (backwards && !stream)
+        return usage_error("read", "--backwards goes with --stream");
+    log_options lo;
+    log_options_default(&lo);
+    lo.read_only = true;
+    lo.max_event_size = UINT32_MAX - 1024;   /* read what any writer's limit allowed */
+    payi_log *log;
+    payi_err err;
+    if (log_open(&log, dir, &lo, &err) != PAYI_OK) {
+        cli_report(&err, 0);
+        return 1;
+    }
+    read_out o = {BUF_INIT, 0};
+    int status = 0;
+    if (all) {
+        status = read_all(log, from, limit, follow, &o);
+    } else if (log_read_stream(log, stream, (uint32_t)strlen(stream), backwards && !from_set ? UINT64_MAX : from,
+                               limit, backwards, print_event, &o, &err) != PAYI_OK) {
+        cli_report(&err, 0);
+        status = 1;
+    }
+    if (fflush(stdout) != 0 && status == 0)
+        status = 1;
+    buf_release(&o.line);
+    log_close(log);
+    return status;
+}
+
+/* ---------------------------------------------------------------- check */
+
+static const char check_help[] =
+    "usage: payi check [--data DIR]\n"
+    "\n"
+    "Verifies every record of every segment: checksums, dense positions, gapless stream\n"
+    "versions.  Exit status 0 when the log is sound (a torn tail left by a crash is reported\n"
+    "and is sound: the next writer truncates it), 1 with the file and byte offset when not.\n";
+
+int cli_check(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"data", required_argument, NULL, OPT_DATA}, {"help", no_argument, NULL, OPT_HELP}, {0, 0, 0, 0}};
+    const char *dir = CLI_DEFAULT_DATA;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (c == OPT_HELP) {
+            fputs(check_help, stdout);
+            return 0;
+        }
+        if (c != OPT_DATA)
+            return usage_error("check", "unknown option");
+        dir = optarg;
+    }
+    if (optind < argc)
+        return usage_error("check", "unexpected argument");
+    log_stats st;
+    payi_err err;
+    if (log_check(dir, &st, &err) != PAYI_OK) {
+        cli_report(&err, 0);
+        printf("check: FAILED after %" PRIu64 " sound events\n", st.events);
+        return 1;
+    }
+    printf("check: ok: %" PRIu64 " events in %" PRIu64 " streams, %" PRIu64 " segments, %" PRIu64 " bytes\n",
+           st.events, st.streams, st.segments, st.bytes);
+    if (st.recovered_truncated_bytes)
+        printf("check: note: a torn tail of %" PRIu64 " bytes (an unacknowledged write cut by a crash) will be "
+               "truncated by the next writer\n",
+               st.recovered_truncated_bytes);
+    return 0;
+}

@@ -1,0 +1,281 @@
+#include "event/evjson.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/mem.h"
+#include "base/timefmt.h"
+
+struct evjson_offsets {
+    size_t stream;
+    size_t first_event;
+};
+
+struct evjson_evoffs {
+    size_t type, data, meta;
+};
+
+void evjson_batch_init(evjson_batch *b) { memset(b, 0, sizeof *b); }
+
+void evjson_batch_reset(evjson_batch *b)
+{
+    buf_reset(&b->text);
+    b->n = b->nev = 0;
+}
+
+void evjson_batch_release(evjson_batch *b)
+{
+    buf_release(&b->text);
+    free(b->appends);
+    free(b->events);
+    free(b->offs);
+    free(b->evoffs);
+    memset(b, 0, sizeof *b);
+}
+
+/* Decode string node i into the batch text; returns its offset there. */
+static size_t put_string(evjson_batch *b, const json_doc *d, uint32_t i, uint32_t *len)
+{
+    buf tmp = BUF_INIT;
+    json_get_string(d, i, &tmp);
+    size_t off = b->text.len;
+    buf_put(&b->text, tmp.data ? tmp.data : "", tmp.len);
+    *len = (uint32_t)tmp.len;
+    buf_release(&tmp);
+    return off;
+}
+
+/* "<prefix><field> <what>", e.g. "[2].type is required", with the field named. */
+static payi_code field_error(payi_err *err, payi_code code, const char *prefix, const char *field, const char *what)
+{
+    char name[64];
+    snprintf(name, sizeof name, "%s%s", prefix, field);
+    return payi_err_set(err, code, name, "%s %s", name, what);
+}
+
+static payi_code decode_expected(const json_doc *d, uint32_t v, int64_t *out, const char *prefix, payi_err *err)
+{
+    const json_node *n = &d->nodes[v];
+    if (n->kind == JSON_STRING) {
+        if (json_string_eq(d, v, "any"))
+            *out = LOG_EXPECT_ANY;
+        else if (json_string_eq(d, v, "no_stream"))
+            *out = LOG_EXPECT_NO_STREAM;
+        else if (json_string_eq(d, v, "exists"))
+            *out = LOG_EXPECT_EXISTS;
+        else
+            return field_error(err, PAYI_VALIDATION, prefix, "expected_version",
+                               "must be \"any\", \"no_stream\", \"exists\" or a version number >= 0");
+        return PAYI_OK;
+    }
+    int64_t v64;
+    if (n->kind != JSON_NUMBER || !json_get_int64(d, v, &v64) || v64 < 0)
+        return field_error(err, PAYI_VALIDATION, prefix, "expected_version",
+                           "must be \"any\", \"no_stream\", \"exists\" or an integer version >= 0");
+    *out = v64;
+    return PAYI_OK;
+}
+
+typedef struct event_fields {
+    uint32_t stream, type, data, id, expected, meta;
+} event_fields;
+
+static payi_code collect_fields(const json_doc *d, uint32_t obj, event_fields *f, const char *prefix, payi_err *err)
+{
+    memset(f, 0xff, sizeof *f);   /* UINT32_MAX: absent */
+    if (d->nodes[obj].kind != JSON_OBJECT)
+        return payi_err_set(err, PAYI_VALIDATION, prefix[0] ? prefix : NULL,
+                            "an event must be a JSON object with stream, type and data");
+    uint32_t k = json_first_child(d, obj);
+    for (uint32_t i = 0; i < d->nodes[obj].count; i++) {
+        uint32_t v = json_next_sibling(d, k);
+        uint32_t *slot = json_string_eq(d, k, "stream")             ? &f->stream
+                         : json_string_eq(d, k, "type")             ? &f->type
+                         : json_string_eq(d, k, "data")             ? &f->data
+                         : json_string_eq(d, k, "id")               ? &f->id
+                         : json_string_eq(d, k, "expected_version") ? &f->expected
+                         : json_string_eq(d, k, "meta")             ? &f->meta
+                                                                    : NULL;
+        if (!slot) {
+            buf key = BUF_INIT;
+            json_get_string(d, k, &key);
+            payi_err_set(err, PAYI_VALIDATION, key.data,
+                         "unknown field \"%.60s\" in event (allowed: stream, type, data, id, expected_version, meta)",
+                         key.data);
+            buf_release(&key);
+            return PAYI_VALIDATION;
+        }
+        *slot = v;
+        k = json_next_sibling(d, v);
+    }
+    if (f->stream == UINT32_MAX)
+        return field_error(err, PAYI_VALIDATION, prefix, "stream", "is required");
+    if (f->type == UINT32_MAX)
+        return field_error(err, PAYI_VALIDATION, prefix, "type", "is required");
+    if (f->data == UINT32_MAX)
+        return field_error(err, PAYI_VALIDATION, prefix, "data", "is required");
+    if (d->nodes[f->stream].kind != JSON_STRING)
+        return field_error(err, PAYI_VALIDATION, prefix, "stream", "must be a string");
+    if (d->nodes[f->type].kind != JSON_STRING)
+        return field_error(err, PAYI_VALIDATION, prefix, "type", "must be a string");
+    if (d->nodes[f->data].kind != JSON_OBJECT)
+        return field_error(err, PAYI_VALIDATION, prefix, "data", "must be a JSON object");
+    if (f->meta != UINT32_MAX && d->nodes[f->meta].kind != JSON_OBJECT)
+        return field_error(err, PAYI_VALIDATION, prefix, "meta", "must be a JSON object");
+    if (f->id != UINT32_MAX && d->nodes[f->id].kind != JSON_STRING)
+        return field_error(err, PAYI_VALIDATION, prefix, "id", "must be a UUID string");
+    return PAYI_OK;
+}
+
+static payi_code decode_event(evjson_batch *b, const json_doc *d, const event_fields *f, const char *prefix,
+                              payi_err *err)
+{
+    b->events = xgrow(b->events, &b->evcap, b->nev + 1, sizeof *b->events);
+    b->evoffs = xgrow(b->evoffs, &b->evoffs_cap, b->nev + 1, sizeof *b->evoffs);
+    log_event_in *e = &b->events[b->nev];
+    struct evjson_evoffs *o = &b->evoffs[b->nev];
+    memset(e, 0, sizeof *e);
+    if (f->id != UINT32_MAX) {
+        buf s = BUF_INIT;
+        json_get_string(d, f->id, &s);
+        bool ok = uuid_parse(&e->id, s.data ? s.data : "", s.len) && !uuid_is_nil(&e->id);
+        buf_release(&s);
+        if (!ok)
+            return field_error(err, PAYI_VALIDATION, prefix, "id",
+                               "must be a UUID like 123e4567-e89b-12d3-a456-426614174000 (and not nil)");
+        e->has_id = true;
+    }
+    o->type = put_string(b, d, f->type, &e->type_len);
+    o->data = b->text.len;
+    json_write_compact(d, f->data, &b->text);
+    e->data_len = (uint32_t)(b->text.len - o->data);
+    o->meta = b->text.len;
+    if (f->meta != UINT32_MAX)
+        json_write_compact(d, f->meta, &b->text);
+    e->meta_len = (uint32_t)(b->text.len - o->meta);
+    b->nev++;
+    return PAYI_OK;
+}
+
+static payi_code decode_items(evjson_batch *b, const json_doc *d, log_append *a, struct evjson_offsets *ao,
+                              payi_err *err)
+{
+    uint32_t root = 0, nitems = 1, item = 0;
+    bool is_array = d->nodes[0].kind == JSON_ARRAY;
+    if (is_array) {
+        nitems = d->nodes[0].count;
+        item = json_first_child(d, root);
+        if (nitems == 0)
+            return payi_err_set(err, PAYI_VALIDATION, NULL, "an array of events must not be empty");
+    }
+    buf first_stream = BUF_INIT, this_stream = BUF_INIT;
+    payi_code rc = PAYI_OK;
+    for (uint32_t i = 0; i < nitems && rc == PAYI_OK; i++, item = json_next_sibling(d, item)) {
+        char prefix[24] = "";
+        if (is_array)
+            snprintf(prefix, sizeof prefix, "[%u].", i);
+        event_fields f;
+        rc = collect_fields(d, item, &f, prefix, err);
+        if (rc != PAYI_OK)
+            break;
+        json_get_string(d, f.stream, i == 0 ? &first_stream : &this_stream);
+        if (i > 0 && (this_stream.len != first_stream.len || memcmp(this_stream.data, first_stream.data, this_stream.len)))
+            rc = field_error(err, PAYI_VALIDATION, prefix, "stream",
+                             "differs from the first event's: an atomic append is to one stream");
+        else if (i > 0 && f.expected != UINT32_MAX)
+            rc = field_error(err, PAYI_VALIDATION, prefix, "expected_version",
+                             "is allowed only on the first event of an array");
+        else if (i == 0 && f.expected != UINT32_MAX)
+            rc = decode_expected(d, f.expected, &a->expected, prefix, err);
+        if (rc == PAYI_OK && i == 0)
+            ao->stream = put_string(b, d, f.stream, &a->stream_len);
+        if (rc == PAYI_OK)
+            rc = decode_event(b, d, &f, prefix, err);
+    }
+    buf_release(&first_stream);
+    buf_release(&this_stream);
+    return rc;
+}
+
+payi_code evjson_decode(evjson_batch *b, const json_doc *doc, payi_err *err)
+{
+    size_t text_mark = b->text.len, ev_mark = b->nev;
+    b->appends = xgrow(b->appends, &b->cap, b->n + 1, sizeof *b->appends);
+    b->offs = xgrow(b->offs, &b->offs_cap, b->n + 1, sizeof *b->offs);
+    log_append *a = &b->appends[b->n];
+    memset(a, 0, sizeof *a);
+    a->expected = LOG_EXPECT_ANY;
+    b->offs[b->n].first_event = b->nev;
+    payi_code rc = decode_items(b, doc, a, &b->offs[b->n], err);
+    if (rc != PAYI_OK) {   /* leave the batch as it was */
+        b->text.len = text_mark;
+        b->nev = ev_mark;
+        return rc;
+    }
+    a->nevents = (uint32_t)(b->nev - ev_mark);
+    b->n++;
+    return PAYI_OK;
+}
+
+void evjson_batch_seal(evjson_batch *b) { evjson_batch_seal_from(b, 0); }
+
+void evjson_batch_seal_from(evjson_batch *b, size_t first)
+{
+    const char *base = b->text.data ? b->text.data : "";
+    for (size_t i = first < b->n ? b->offs[first].first_event : b->nev; i < b->nev; i++) {
+        b->events[i].type = base + b->evoffs[i].type;
+        b->events[i].data = base + b->evoffs[i].data;
+        b->events[i].meta = b->events[i].meta_len ? base + b->evoffs[i].meta : NULL;
+    }
+    for (size_t i = first; i < b->n; i++) {
+        b->appends[i].stream = base + b->offs[i].stream;
+        b->appends[i].events = b->events + b->offs[i].first_event;
+    }
+}
+
+payi_code evjson_decode_text(evjson_batch *b, json_doc *doc, const char *text, size_t len, payi_err *err)
+{
+    json_error jerr;
+    if (!json_parse(doc, text, len, NULL, &jerr))
+        return payi_err_set(err, PAYI_BAD_JSON, NULL, "malformed JSON at column %u: %s", jerr.col, jerr.msg);
+    return evjson_decode(b, doc, err);
+}
+
+void evjson_write_event(buf *out, const log_event *ev)
+{
+    char id[UUID_STR_LEN + 1], when[TIME_RFC3339_LEN + 1];
+    uuid_format(&ev->id, id);
+    time_format_rfc3339(ev->time_ns, when);
+    buf_puts(out, "{\"position\":");
+    buf_put_u64(out, ev->position);
+    buf_puts(out, ",\"stream\":");
+    json_put_string(out, ev->stream, ev->stream_len);
+    buf_puts(out, ",\"version\":");
+    buf_put_u64(out, ev->version);
+    buf_puts(out, ",\"type\":");
+    json_put_string(out, ev->type, ev->type_len);
+    buf_printf(out, ",\"id\":\"%s\",\"time\":\"%s\",\"data\":", id, when);
+    buf_put(out, ev->data, ev->data_len);
+    buf_puts(out, ",\"meta\":");
+    if (ev->meta_len)
+        buf_put(out, ev->meta, ev->meta_len);
+    else
+        buf_puts(out, "{}");
+    buf_putc(out, '}');
+}
+
+void evjson_write_ack(buf *out, const log_append *a, uint32_t i)
+{
+    const log_event_in *e = &a->events[i];
+    buf_puts(out, "{\"position\":");
+    buf_put_u64(out, e->position);
+    buf_puts(out, ",\"stream\":");
+    json_put_string(out, a->stream, a->stream_len);
+    buf_puts(out, ",\"version\":");
+    buf_put_u64(out, e->version);
+    if (e->duplicate)
+        buf_puts(out, ",\"duplicate\":true");
+    buf_putc(out, '}');
+}

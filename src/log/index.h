@@ -1,0 +1,65 @@
+/* index.h — the log's in-memory indexes.
+ *
+ * streams: name -> stream (its positions by version).  Version v of a stream
+ *          is positions[v]; versions are dense, so no version is stored.
+ * ids:     client-supplied event id -> position, for idempotent appends.
+ *          Unbounded: every client id ever appended is kept (24 bytes each
+ *          plus table slack), and persisted in each sealed segment's index
+ *          file so that reopening does not rescan the log.  Generated ids
+ *          cannot collide, so they are not kept.
+ *
+ * Both are open-addressing tables with linear probing.  The log serializes
+ * access (see log.c); these functions do no locking. */
+#ifndef PAYI_INDEX_H
+#define PAYI_INDEX_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "base/uuid.h"
+
+typedef struct stream_entry {
+    char *name;
+    uint32_t name_len;
+    uint32_t hash;
+    uint64_t *positions;   /* published versions: positions[0 .. count) */
+    uint64_t count;
+    uint64_t cap;
+    uint64_t pending;      /* writer only: versions including staged, unpublished ones */
+} stream_entry;
+
+typedef struct stream_table {
+    stream_entry **items;  /* by stream number, in order of first appearance */
+    uint32_t n, items_cap;
+    uint32_t *slots;       /* stream number + 1, 0 = empty */
+    uint32_t nslots;       /* power of two */
+} stream_table;
+
+void streams_init(stream_table *t);
+void streams_release(stream_table *t);
+stream_entry *streams_find(const stream_table *t, const char *name, uint32_t len);
+/* Finds or adds; *number receives the stream's number. */
+stream_entry *streams_get(stream_table *t, const char *name, uint32_t len, uint32_t *number);
+void stream_push(stream_entry *s, uint64_t position);
+
+typedef struct id_table {
+    struct id_slot {
+        payi_uuid id;
+        uint64_t position;
+    } *slots;               /* the nil UUID marks an empty slot */
+    uint64_t nslots;        /* power of two */
+    uint64_t n;
+} id_table;
+
+void ids_init(id_table *t);
+void ids_release(id_table *t);
+/* Position of id, or false. */
+bool ids_find(const id_table *t, const payi_uuid *id, uint64_t *position);
+/* Insert (id must not be nil nor present). */
+void ids_insert(id_table *t, const payi_uuid *id, uint64_t position);
+/* Remove id if present (undoes a staged insert). */
+void ids_remove(id_table *t, const payi_uuid *id);
+
+uint32_t index_hash_bytes(const void *p, size_t n);
+
+#endif

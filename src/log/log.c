@@ -1,0 +1,1451 @@
+/* log.c — the file-backed event store: open and recovery, the group-commit
+ * writer, reads, subscriptions.
+ *
+ * Files in the data directory:
+ *   LOCK                   flock(2)ed exclusively by the one writer process
+ *   HEAD                   8 bytes: positions [0, HEAD) are acknowledged.  Written
+ *                          (not fsynced) after each commit, for readers in other
+ *                          processes, which watch it with inotify
+ *   <first>.seg            segments, see segment.h and record.h
+ *   <first>.idx            index of a sealed segment, see segment.h
+ *
+ * Invariants:
+ *   1. Positions are dense from 0 across segments: segment k+1 starts at
+ *      segment k's first + count.  Each stream's versions are dense from 0.
+ *   2. A record is visible (below head) only once its whole batch is written
+ *      and, in fsync mode, fdatasync has returned.  Acknowledgement happens
+ *      after that, never before.
+ *   3. A write batch is the unit of atomicity: its last record carries
+ *      REC_F_BATCH_END, an append's events never span batches, and recovery
+ *      keeps only complete batches.  So an atomic append is all or nothing.
+ *   4. The next batch is written only after the previous one is durable.
+ *      Hence, at recovery, a valid record from a later batch after a bad spot
+ *      proves the bad spot was acknowledged: corruption, refuse to start.
+ *      Without such a record the bad spot is a torn tail: truncate it.
+ *      (A bit flip inside the very last acknowledged batch looks exactly like
+ *      a torn tail and is truncated: no checksum scheme can tell them apart.)
+ *   5. After a failed write or fdatasync the log is read-only for good (sticky
+ *      error): the kernel may have dropped the dirty pages, so a retried
+ *      fsync could succeed over lost data.  ENOSPC on write is the exception:
+ *      the file is truncated back to the last batch, nothing was visible, and
+ *      the append is answered insufficient_storage; the log stays writable.
+ *
+ * Locking: `mu` guards the submission queue, the sticky state and the three
+ * condition variables.  `rw` guards what readers look at: the segment array,
+ * per-segment offsets and the stream table.  The writer thread is the only
+ * mutator of the indexes and the only user of the id table.
+ */
+#include "log/log.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/buf.h"
+#include "base/crc32c.h"
+#include "base/json.h"
+#include "base/mem.h"
+#include "base/timefmt.h"
+#include "log/index.h"
+#include "log/logio.h"
+#include "log/record.h"
+#include "log/segment.h"
+
+#define READ_CHUNK (1u << 20)
+#define MAX_EVENTS_PER_APPEND 100000u
+
+struct log_submission {
+    log_append *appends;
+    uint32_t n;
+    bool stop_at_error;
+    bool failed;
+    bool done;
+    struct log_submission *next;
+};
+
+/* A record written into the current batch but not yet published. */
+typedef struct staged_rec {
+    uint64_t position;
+    uint64_t buf_off;        /* offset of the record in the batch buffer */
+    uint32_t stream_num;
+    uint32_t total_len;
+    uint8_t flags;
+    payi_uuid id;
+} staged_rec;
+
+typedef struct staged_append {
+    log_append *append;
+    log_submission *sub;
+} staged_append;
+
+struct payi_log {
+    char *dir;
+    log_options opt;
+    int lock_fd;
+    int head_fd;
+
+    pthread_rwlock_t rw;
+    segment *segs;
+    size_t nsegs, segs_cap;
+    stream_table streams;
+    _Atomic uint64_t head;
+
+    id_table ids;
+
+    pthread_mutex_t mu;
+    pthread_cond_t work_cond;    /* writer: a submission arrived or stop */
+    pthread_cond_t done_cond;    /* submitters: a submission completed */
+    pthread_cond_t commit_cond;  /* subscribers: head moved */
+    log_submission *queue, *queue_tail;
+    bool stopping;
+    bool writer_started;
+    pthread_t writer;
+    payi_code state;
+    payi_err state_err;
+
+    /* writer-only batch state */
+    buf batch;
+    uint64_t next_pos;           /* next position to assign (head + staged) */
+    staged_rec *staged;
+    size_t nstaged, staged_cap;
+    staged_append *sappends;
+    size_t nsappends, sappends_cap;
+    int64_t last_sync_ns;
+    bool dirty;
+
+    /* read-only logs following a writer in another process */
+    int inotify_fd;
+
+    _Atomic uint64_t batches_written, fsyncs, truncated_bytes;
+};
+
+/* ---------------------------------------------------------------- options */
+
+void log_options_default(log_options *o)
+{
+    o->durability = LOG_DURABLE_FSYNC;
+    o->interval_ms = 100;
+    o->segment_size = 64u << 20;
+    o->max_event_size = 1u << 20;
+    o->read_only = false;
+}
+
+const char *log_durability_name(log_durability d)
+{
+    switch (d) {
+    case LOG_DURABLE_FSYNC: return "fsync";
+    case LOG_DURABLE_INTERVAL: return "interval";
+    case LOG_DURABLE_NONE: return "none";
+    }
+    return "?";
+}
+
+bool log_durability_parse(const char *s, log_durability *out)
+{
+    if (!strcmp(s, "fsync"))
+        *out = LOG_DURABLE_FSYNC;
+    else if (!strcmp(s, "interval"))
+        *out = LOG_DURABLE_INTERVAL;
+    else if (!strcmp(s, "none"))
+        *out = LOG_DURABLE_NONE;
+    else
+        return false;
+    return true;
+}
+
+void log_cursor_at(log_cursor *c, uint64_t position)
+{
+    c->nparts = 1;
+    c->next[0] = position;
+}
+
+static uint32_t max_record_total(const log_options *o) { return REC_HEADER_SIZE + o->max_event_size; }
+
+/* ---------------------------------------------------------------- open */
+
+static segment *active_seg(payi_log *log) { return &log->segs[log->nsegs - 1]; }
+
+static segment *push_segment(payi_log *log)
+{
+    pthread_rwlock_wrlock(&log->rw);
+    log->segs = xgrow(log->segs, &log->segs_cap, log->nsegs + 1, sizeof *log->segs);
+    segment *s = &log->segs[log->nsegs++];
+    memset(s, 0, sizeof *s);
+    s->fd = -1;
+    pthread_rwlock_unlock(&log->rw);
+    return s;
+}
+
+typedef struct index_ctx {
+    payi_log *log;
+    segment *seg;
+} index_ctx;
+
+static int index_record(void *ctx, const rec_view *r, uint64_t offset)
+{
+    index_ctx *ic = ctx;
+    uint32_t num;
+    stream_entry *s = streams_get(&ic->log->streams, r->stream, r->stream_len, &num);
+    stream_push(s, r->position);
+    s->pending = s->count;
+    seg_add_record(ic->seg, offset, num, r);
+    uint64_t old;
+    if ((r->flags & REC_F_CLIENT_ID) && !ids_find(&ic->log->ids, &r->id, &old))
+        ids_insert(&ic->log->ids, &r->id, r->position);
+    return 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static payi_code list_segments(const char *dir, uint64_t **out, size_t *n, payi_err *err)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return payi_err_sys(err, PAYI_IO, errno, "cannot open data directory %s", dir);
+    size_t cap = 0;
+    *out = NULL;
+    *n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        uint64_t first;
+        if (seg_parse_name(e->d_name, &first)) {
+            *out = xgrow(*out, &cap, *n + 1, sizeof **out);
+            (*out)[(*n)++] = first;
+        }
+    }
+    closedir(d);
+    qsort(*out, *n, sizeof **out, cmp_u64);
+    return PAYI_OK;
+}
+
+static payi_code corrupt_tail_error(const char *path, const seg_scan_result *r, uint64_t expected_pos,
+                                    payi_err *err)
+{
+    return payi_err_set(err, PAYI_CORRUPT, NULL,
+                        "corruption in %s at byte offset %" PRIu64 " (record for position %" PRIu64
+                        "): %s; a valid record of a later batch follows at offset %" PRIu64
+                        ", so this is not a torn write. Refusing to open; run 'payi check'",
+                        path, r->bad_offset, expected_pos, r->bad_reason, r->later_offset);
+}
+
+/* Load a sealed segment from its .idx, or by verifying every record. */
+static payi_code load_sealed(payi_log *log, segment *seg, payi_err *err)
+{
+    char path[4096];
+    seg_path(path, sizeof path, log->dir, seg->first, "seg");
+    struct stat st;
+    if (fstat(seg->fd, &st) != 0)
+        return payi_err_sys(err, PAYI_IO, errno, "cannot stat %s", path);
+    payi_code rc = seg_load_index(log->dir, seg, (uint64_t)st.st_size, &log->streams, &log->ids, err);
+    if (rc != PAYI_NOT_FOUND)
+        return rc;
+    seg_scan_result res;
+    index_ctx ic = {log, seg};
+    rc = seg_scan(seg, path, SEG_HEADER_SIZE, seg->first, max_record_total(&log->opt), UINT64_MAX, index_record,
+                  &ic, &res, err);
+    if (rc != PAYI_OK)
+        return rc;
+    if (res.tail_problem)
+        return payi_err_set(err, PAYI_CORRUPT, NULL,
+                            "corruption in %s at byte offset %" PRIu64 ": %s, and later segments exist. "
+                            "Refusing to open; run 'payi check'",
+                            path, res.bad_offset, res.bad_reason);
+    if (!log->opt.read_only) {
+        payi_err ierr;
+        if (seg_write_index(log->dir, seg, &log->streams, &ierr) != PAYI_OK)
+            fprintf(stderr, "payi: warning: %s (the segment will be scanned again at next open)\n", ierr.msg);
+    }
+    free(seg->stream_nums);
+    free(seg->cids);
+    seg->stream_nums = NULL;
+    seg->cids = NULL;
+    seg->stream_nums_cap = seg->ncids = seg->cids_cap = 0;
+    return PAYI_OK;
+}
+
+static payi_code truncate_tail(payi_log *log, segment *seg, const char *path, const seg_scan_result *res,
+                               payi_err *err)
+{
+    if (logio->ftruncate(seg->fd, (off_t)res->end) != 0 || logio->fdatasync(seg->fd) != 0)
+        return payi_err_sys(err, PAYI_IO, errno, "cannot truncate the torn tail of %s", path);
+    log->truncated_bytes += res->file_size - res->end;
+    return PAYI_OK;
+}
+
+/* The last segment: verify every record, cut a torn tail, refuse corruption.
+ * A read-only log indexes complete batches and leaves the file alone. */
+static payi_code load_active(payi_log *log, segment *seg, uint64_t limit_pos, payi_err *err)
+{
+    char path[4096];
+    seg_path(path, sizeof path, log->dir, seg->first, "seg");
+    seg_scan_result res;
+    uint64_t from = seg->end, first_pos = seg->first + seg->count;
+    payi_code rc = seg_scan(seg, path, from, first_pos, max_record_total(&log->opt), 0, NULL, NULL, &res, err);
+    if (rc != PAYI_OK)
+        return rc;
+    if (res.tail_problem && res.corrupt)
+        return corrupt_tail_error(path, &res, first_pos + res.records, err);
+    uint64_t take = res.records;
+    if (limit_pos < first_pos + take)
+        take = limit_pos > first_pos ? limit_pos - first_pos : 0;
+    index_ctx ic = {log, seg};
+    rc = seg_scan(seg, path, from, first_pos, max_record_total(&log->opt), take, index_record, &ic, &res, err);
+    if (rc != PAYI_OK)
+        return rc;
+    if (!log->opt.read_only && res.tail_problem)
+        return truncate_tail(log, seg, path, &res, err);
+    return PAYI_OK;
+}
+
+/* A last segment whose header never made it to disk is a roll that crashed:
+ * recreate it.  Anything else with a bad header is corruption. */
+static payi_code open_last_segment(payi_log *log, uint64_t first, segment *seg, payi_err *err)
+{
+    payi_code rc = seg_open(log->dir, first, !log->opt.read_only, seg, err);
+    if (rc != PAYI_CORRUPT || log->opt.read_only)
+        return rc;
+    char path[4096];
+    struct stat st;
+    seg_path(path, sizeof path, log->dir, first, "seg");
+    if (stat(path, &st) != 0 || st.st_size > SEG_HEADER_SIZE)
+        return rc;
+    return seg_create(log->dir, first, seg, err);
+}
+
+static payi_code load_segments(payi_log *log, uint64_t limit_pos, payi_err *err)
+{
+    uint64_t *firsts;
+    size_t n;
+    payi_code rc = list_segments(log->dir, &firsts, &n, err);
+    if (rc != PAYI_OK)
+        return rc;
+    if (n == 0 && !log->opt.read_only) {
+        free(firsts);
+        segment *s = push_segment(log);
+        return seg_create(log->dir, 0, s, err);
+    }
+    uint64_t expect = 0;
+    for (size_t i = 0; i < n && rc == PAYI_OK; i++) {
+        if (firsts[i] != expect) {
+            rc = payi_err_set(err, PAYI_CORRUPT, NULL,
+                              "segment files of %s are not contiguous: expected one starting at position %" PRIu64
+                              ", found %020" PRIu64 ".seg",
+                              log->dir, expect, firsts[i]);
+            break;
+        }
+        segment *s = push_segment(log);
+        bool last = i + 1 == n;
+        rc = last ? open_last_segment(log, firsts[i], s, err) : seg_open(log->dir, firsts[i], false, s, err);
+        if (rc == PAYI_OK)
+            rc = last ? load_active(log, s, limit_pos, err) : load_sealed(log, s, err);
+        expect = s->first + s->count;
+    }
+    free(firsts);
+    if (rc == PAYI_OK && log->nsegs)
+        log->head = log->next_pos = active_seg(log)->first + active_seg(log)->count;
+    return rc;
+}
+
+static payi_code take_lock(payi_log *log, payi_err *err)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/LOCK", log->dir);
+    log->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (log->lock_fd < 0)
+        return payi_err_sys(err, payi_code_from_errno(errno), errno, "cannot create lock file %s", path);
+    if (flock(log->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        if (errno == EWOULDBLOCK)
+            return payi_err_set(err, PAYI_LOCKED, NULL,
+                                "data directory %s is locked: in use by another payi process (%s)", log->dir, path);
+        return payi_err_sys(err, PAYI_IO, errno, "cannot lock %s", path);
+    }
+    return PAYI_OK;
+}
+
+static void write_head_file(payi_log *log)
+{
+    uint64_t h = log->head;
+    if (log->head_fd >= 0 && pwrite(log->head_fd, &h, sizeof h, 0) != (ssize_t)sizeof h) {
+        /* Only readers in other processes use HEAD, and they bound it by the
+         * records they verify; a stale value delays them, loses nothing. */
+    }
+}
+
+static payi_code open_head_file(payi_log *log, payi_err *err)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/HEAD", log->dir);
+    log->head_fd = open(path, (log->opt.read_only ? O_RDONLY : O_RDWR | O_CREAT) | O_CLOEXEC, 0644);
+    if (log->head_fd < 0 && !log->opt.read_only)
+        return payi_err_sys(err, payi_code_from_errno(errno), errno, "cannot create %s", path);
+    return PAYI_OK;
+}
+
+static void *writer_main(void *arg);
+
+static payi_code ensure_dir(const char *dir, payi_err *err)
+{
+    struct stat st;
+    if (stat(dir, &st) == 0) {
+        if (!S_ISDIR(st.st_mode))
+            return payi_err_set(err, PAYI_IO, NULL, "data directory %s exists and is not a directory", dir);
+        return PAYI_OK;
+    }
+    if (mkdir(dir, 0755) != 0)
+        return payi_err_sys(err, payi_code_from_errno(errno), errno, "cannot create data directory %s", dir);
+    return PAYI_OK;
+}
+
+static payi_log *log_alloc(const char *dir, const log_options *opt)
+{
+    payi_log *log = xcalloc(1, sizeof *log);
+    log->dir = xstrdup(dir);
+    if (opt)
+        log->opt = *opt;
+    else
+        log_options_default(&log->opt);
+    log->lock_fd = log->head_fd = log->inotify_fd = -1;
+    pthread_rwlock_init(&log->rw, NULL);
+    pthread_mutex_init(&log->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&log->work_cond, &ca);
+    pthread_cond_init(&log->done_cond, &ca);
+    pthread_cond_init(&log->commit_cond, &ca);
+    pthread_condattr_destroy(&ca);
+    streams_init(&log->streams);
+    ids_init(&log->ids);
+    log->state = PAYI_OK;
+    log->last_sync_ns = time_mono_ns();
+    return log;
+}
+
+static uint64_t ro_head_limit(payi_log *log);
+
+payi_code log_open(payi_log **out, const char *dir, const log_options *opt, payi_err *err)
+{
+    *out = NULL;
+    payi_log *log = log_alloc(dir, opt);
+    payi_code rc;
+    if (log->opt.read_only) {
+        struct stat st;
+        if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+            rc = payi_err_set(err, PAYI_NOT_FOUND, NULL, "no data directory at %s", dir);
+        else
+            rc = open_head_file(log, err);
+    } else {
+        rc = ensure_dir(dir, err);
+        if (rc == PAYI_OK)
+            rc = take_lock(log, err);
+        if (rc == PAYI_OK)
+            rc = open_head_file(log, err);
+    }
+    if (rc == PAYI_OK)   /* beside a live writer, a reader shows only what it acknowledged */
+        rc = load_segments(log, log->opt.read_only ? ro_head_limit(log) : UINT64_MAX, err);
+    if (rc == PAYI_OK && !log->opt.read_only) {
+        write_head_file(log);
+        if (pthread_create(&log->writer, NULL, writer_main, log) != 0)
+            rc = payi_err_set(err, PAYI_INTERNAL, NULL, "cannot start the log writer thread");
+        else
+            log->writer_started = true;
+    }
+    if (rc != PAYI_OK) {
+        log_close(log);
+        return rc;
+    }
+    *out = log;
+    return PAYI_OK;
+}
+
+void log_close(payi_log *log)
+{
+    if (!log)
+        return;
+    if (log->writer_started) {
+        pthread_mutex_lock(&log->mu);
+        log->stopping = true;
+        pthread_cond_broadcast(&log->work_cond);
+        pthread_cond_broadcast(&log->commit_cond);
+        pthread_mutex_unlock(&log->mu);
+        pthread_join(log->writer, NULL);
+    }
+    for (size_t i = 0; i < log->nsegs; i++)
+        seg_release(&log->segs[i]);
+    free(log->segs);
+    streams_release(&log->streams);
+    ids_release(&log->ids);
+    buf_release(&log->batch);
+    free(log->staged);
+    free(log->sappends);
+    if (log->lock_fd >= 0)
+        close(log->lock_fd);   /* releases the flock */
+    if (log->head_fd >= 0)
+        close(log->head_fd);
+    if (log->inotify_fd >= 0)
+        close(log->inotify_fd);
+    pthread_rwlock_destroy(&log->rw);
+    pthread_mutex_destroy(&log->mu);
+    pthread_cond_destroy(&log->work_cond);
+    pthread_cond_destroy(&log->done_cond);
+    pthread_cond_destroy(&log->commit_cond);
+    free(log->dir);
+    free(log);
+}
+
+/* ---------------------------------------------------------------- state */
+
+payi_code log_state(payi_log *log, payi_err *err)
+{
+    pthread_mutex_lock(&log->mu);
+    payi_code rc = log->state;
+    if (rc != PAYI_OK && err)
+        *err = log->state_err;
+    pthread_mutex_unlock(&log->mu);
+    return rc;
+}
+
+/* Enter the read-only error state (invariant 5); the first failure is kept. */
+static void log_fail(payi_log *log, const payi_err *why)
+{
+    pthread_mutex_lock(&log->mu);
+    if (log->state == PAYI_OK) {
+        log->state = PAYI_READ_ONLY;
+        log->state_err = *why;
+        log->state_err.code = PAYI_READ_ONLY;
+        fprintf(stderr, "payi: log is now read-only: %s\n", why->msg);
+    }
+    pthread_mutex_unlock(&log->mu);
+}
+
+uint64_t log_head(payi_log *log) { return log->head; }
+
+void log_get_stats(payi_log *log, log_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    pthread_rwlock_rdlock(&log->rw);
+    out->events = log->head;
+    out->segments = log->nsegs;
+    for (size_t i = 0; i < log->nsegs; i++)
+        out->bytes += log->segs[i].end;
+    out->streams = log->streams.n;
+    pthread_rwlock_unlock(&log->rw);
+    out->batches_written = log->batches_written;
+    out->fsyncs = log->fsyncs;
+    out->recovered_truncated_bytes = log->truncated_bytes;
+}
+
+int64_t log_stream_version(payi_log *log, const char *stream, uint32_t stream_len)
+{
+    pthread_rwlock_rdlock(&log->rw);
+    const stream_entry *s = streams_find(&log->streams, stream, stream_len);
+    int64_t v = s ? (int64_t)s->count - 1 : -1;
+    pthread_rwlock_unlock(&log->rw);
+    return v;
+}
+
+/* ---------------------------------------------------------------- validation */
+
+static payi_code check_name(const char *what, const char *s, uint32_t len, payi_err *err)
+{
+    if (!s || len == 0)
+        return payi_err_set(err, PAYI_VALIDATION, what, "%s must not be empty", what);
+    if (len > REC_MAX_NAME)
+        return payi_err_set(err, PAYI_VALIDATION, what, "%s is %u bytes long; the limit is %d", what, len,
+                            REC_MAX_NAME);
+    size_t bad;
+    if (!json_utf8_valid(s, len, &bad))
+        return payi_err_set(err, PAYI_VALIDATION, what, "%s is not valid UTF-8 (byte %zu)", what, bad);
+    for (uint32_t i = 0; i < len; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            return payi_err_set(err, PAYI_VALIDATION, what, "%s contains a control character at byte %u", what, i);
+    return PAYI_OK;
+}
+
+payi_code log_validate(const payi_log *log, const log_append *a, payi_err *err)
+{
+    payi_code rc = check_name("stream", a->stream, a->stream_len, err);
+    if (rc != PAYI_OK)
+        return rc;
+    if (a->nevents == 0)
+        return payi_err_set(err, PAYI_VALIDATION, "events", "an append needs at least one event");
+    if (a->nevents > MAX_EVENTS_PER_APPEND)
+        return payi_err_set(err, PAYI_TOO_LARGE, "events", "%u events in one append; the limit is %u", a->nevents,
+                            MAX_EVENTS_PER_APPEND);
+    if (a->expected < LOG_EXPECT_EXISTS)
+        return payi_err_set(err, PAYI_VALIDATION, "expected_version", "invalid expected version %" PRId64,
+                            a->expected);
+    for (uint32_t i = 0; i < a->nevents; i++) {
+        const log_event_in *e = &a->events[i];
+        if ((rc = check_name("type", e->type, e->type_len, err)) != PAYI_OK)
+            return rc;
+        uint64_t size = (uint64_t)a->stream_len + e->type_len + e->data_len + e->meta_len;
+        if (size > log->opt.max_event_size)
+            return payi_err_set(err, PAYI_TOO_LARGE, "data",
+                                "event of %" PRIu64 " bytes exceeds the maximum event size of %u bytes", size,
+                                log->opt.max_event_size);
+        if (e->has_id && uuid_is_nil(&e->id))
+            return payi_err_set(err, PAYI_VALIDATION, "id", "the nil UUID cannot be an event id");
+    }
+    return PAYI_OK;
+}
+
+/* ---------------------------------------------------------------- writer */
+
+static void staged_reset(payi_log *log)
+{
+    buf_reset(&log->batch);
+    log->nstaged = 0;
+    log->nsappends = 0;
+}
+
+/* Undo everything staged: nothing of it was published. */
+static void staged_undo(payi_log *log, payi_code code, const payi_err *why)
+{
+    for (size_t i = log->nstaged; i-- > 0;) {
+        const staged_rec *r = &log->staged[i];
+        stream_entry *s = log->streams.items[r->stream_num];
+        s->pending = s->count;
+        if (r->flags & REC_F_CLIENT_ID)
+            ids_remove(&log->ids, &r->id);
+    }
+    for (size_t i = 0; i < log->nsappends; i++) {
+        log_append *a = log->sappends[i].append;
+        a->status = code;
+        a->err = *why;
+        a->err.code = code;
+        log->sappends[i].sub->failed = true;
+    }
+    log->next_pos = log->head;
+    staged_reset(log);
+}
+
+/* Publish a durable batch to readers: indexes first, then head, then wake. */
+static void staged_publish(payi_log *log)
+{
+    segment *seg = active_seg(log);
+    uint64_t base = seg->end;
+    pthread_rwlock_wrlock(&log->rw);
+    for (size_t i = 0; i < log->nstaged; i++) {
+        const staged_rec *r = &log->staged[i];
+        rec_view v = {.position = r->position, .flags = r->flags, .id = r->id, .total_len = r->total_len};
+        seg_add_record(seg, base + r->buf_off, r->stream_num, &v);
+        stream_push(log->streams.items[r->stream_num], r->position);
+    }
+    log->head = log->next_pos;
+    pthread_rwlock_unlock(&log->rw);
+    pthread_mutex_lock(&log->mu);
+    pthread_cond_broadcast(&log->commit_cond);
+    pthread_mutex_unlock(&log->mu);
+    write_head_file(log);
+    staged_reset(log);
+}
+
+static payi_code sync_segment(payi_log *log, segment *seg, payi_err *err)
+{
+    if (logio->fdatasync(seg->fd) != 0) {
+        char path[4096];
+        seg_path(path, sizeof path, log->dir, seg->first, "seg");
+        return payi_err_sys(err, PAYI_IO, errno, "fdatasync of %s failed", path);
+    }
+    log->fsyncs++;
+    log->last_sync_ns = time_mono_ns();
+    log->dirty = false;
+    return PAYI_OK;
+}
+
+/* Mark the batch's last record (invariant 3) and fix its checksum. */
+static void seal_batch_end(payi_log *log)
+{
+    staged_rec *last = &log->staged[log->nstaged - 1];
+    unsigned char *p = (unsigned char *)log->batch.data + last->buf_off;
+    last->flags |= REC_F_BATCH_END;
+    p[64] = last->flags;
+    uint32_t crc = crc32c(0, p + 8, last->total_len - 8);
+    memcpy(p + 4, &crc, 4);
+}
+
+/* A write failed: give the file back its last good length.  True when that
+ * worked, so the log can stay writable (ENOSPC). */
+static bool rewind_segment(segment *seg)
+{
+    return logio->ftruncate(seg->fd, (off_t)seg->end) == 0 && lseek(seg->fd, (off_t)seg->end, SEEK_SET) == (off_t)seg->end;
+}
+
+/* Write, sync and publish the current batch. */
+static payi_code flush_batch(payi_log *log)
+{
+    if (log->nstaged == 0)
+        return PAYI_OK;
+    seal_batch_end(log);
+    segment *seg = active_seg(log);
+    char path[4096];
+    payi_err err;
+    if (logio_write_all(seg->fd, log->batch.data, log->batch.len) != 0) {
+        int e = errno;
+        seg_path(path, sizeof path, log->dir, seg->first, "seg");
+        payi_code code = payi_code_from_errno(e);
+        bool rewound = rewind_segment(seg);
+        if (code == PAYI_NOSPACE && rewound) {
+            payi_err_sys(&err, PAYI_NOSPACE, e, "no space left to append to %s; nothing was written", path);
+            staged_undo(log, PAYI_NOSPACE, &err);
+            return PAYI_NOSPACE;
+        }
+        payi_err_sys(&err, PAYI_IO, e, "write to %s failed", path);
+        log_fail(log, &err);
+        staged_undo(log, PAYI_IO, &err);
+        return PAYI_IO;
+    }
+    log->batches_written++;
+    log->dirty = true;
+    bool sync_now = log->opt.durability == LOG_DURABLE_FSYNC ||
+                    (log->opt.durability == LOG_DURABLE_INTERVAL &&
+                     time_mono_ns() - log->last_sync_ns >= (int64_t)log->opt.interval_ms * 1000000);
+    if (sync_now && sync_segment(log, seg, &err) != PAYI_OK) {
+        log_fail(log, &err);
+        staged_undo(log, PAYI_IO, &err);
+        return PAYI_IO;
+    }
+    staged_publish(log);
+    return PAYI_OK;
+}
+
+/* Seal the active segment and start a new one at next_pos. */
+static payi_code roll_segment(payi_log *log, payi_err *err)
+{
+    segment *old = active_seg(log);
+    if (log->dirty && sync_segment(log, old, err) != PAYI_OK) {
+        log_fail(log, err);
+        return PAYI_IO;
+    }
+    payi_err ierr;
+    if (seg_write_index(log->dir, old, &log->streams, &ierr) != PAYI_OK)
+        fprintf(stderr, "payi: warning: %s (the segment will be scanned at next open)\n", ierr.msg);
+    segment fresh;
+    payi_code rc = seg_create(log->dir, log->next_pos, &fresh, err);
+    if (rc != PAYI_OK) {
+        if (rc != PAYI_NOSPACE)
+            log_fail(log, err);
+        return rc;   /* on ENOSPC the old segment stays active and grows */
+    }
+    free(old->stream_nums);
+    free(old->cids);
+    old->stream_nums = NULL;
+    old->cids = NULL;
+    old->stream_nums_cap = old->ncids = old->cids_cap = 0;
+    segment *s = push_segment(log);
+    pthread_rwlock_wrlock(&log->rw);
+    *s = fresh;
+    pthread_rwlock_unlock(&log->rw);
+    return PAYI_OK;
+}
+
+static void append_fail(log_append *a, payi_code code, const payi_err *err)
+{
+    a->status = code;
+    a->err = *err;
+    a->err.code = code;
+}
+
+/* All events repeated (return the originals), all new (append), or a mix (refuse). */
+static payi_code check_duplicates(payi_log *log, log_append *a, bool *all_dup, payi_err *err)
+{
+    uint32_t dups = 0;
+    for (uint32_t i = 0; i < a->nevents; i++) {
+        log_event_in *e = &a->events[i];
+        uint64_t pos;
+        e->duplicate = e->has_id && ids_find(&log->ids, &e->id, &pos);
+        if (e->duplicate) {
+            e->position = pos;
+            dups++;
+        }
+    }
+    *all_dup = dups == a->nevents;
+    if (dups && !*all_dup)
+        return payi_err_set(err, PAYI_VALIDATION, "id",
+                            "%u of the %u events carry ids that were already appended; an atomic append must "
+                            "repeat all of its events or none",
+                            dups, a->nevents);
+    return PAYI_OK;
+}
+
+static uint64_t version_at(payi_log *log, uint64_t position);
+
+static payi_code check_expected(const log_append *a, uint64_t have, payi_err *err)
+{
+    int64_t actual = (int64_t)have - 1;
+    bool ok = a->expected == LOG_EXPECT_ANY || (a->expected == LOG_EXPECT_NO_STREAM && have == 0) ||
+              (a->expected == LOG_EXPECT_EXISTS && have > 0) || (a->expected >= 0 && a->expected == actual);
+    if (ok)
+        return PAYI_OK;
+    char want[48];
+    if (a->expected == LOG_EXPECT_NO_STREAM)
+        snprintf(want, sizeof want, "no stream");
+    else if (a->expected == LOG_EXPECT_EXISTS)
+        snprintf(want, sizeof want, "an existing stream");
+    else
+        snprintf(want, sizeof want, "version %" PRId64, a->expected);
+    if (have == 0)
+        return payi_err_set(err, PAYI_CONFLICT, "expected_version",
+                            "expected %s, but stream \"%.*s\" does not exist (actual version -1)", want,
+                            (int)a->stream_len, a->stream);
+    return payi_err_set(err, PAYI_CONFLICT, "expected_version",
+                        "expected %s, but stream \"%.*s\" is at version %" PRId64, want, (int)a->stream_len,
+                        a->stream, actual);
+}
+
+static size_t append_bytes(const log_append *a)
+{
+    size_t n = 0;
+    for (uint32_t i = 0; i < a->nevents; i++)
+        n += rec_size(a->stream_len, a->events[i].type_len, a->events[i].meta_len, a->events[i].data_len);
+    return n;
+}
+
+/* Make room: an append never spans a segment boundary (nor a batch). */
+static payi_code make_room(payi_log *log, size_t need, payi_err *err)
+{
+    segment *seg = active_seg(log);
+    uint64_t used = seg->end + log->batch.len;
+    if (used + need <= log->opt.segment_size || used == SEG_HEADER_SIZE)
+        return PAYI_OK;
+    payi_code rc = flush_batch(log);
+    if (rc != PAYI_OK)
+        return log_state(log, err) != PAYI_OK ? PAYI_READ_ONLY
+                                              : payi_err_set(err, rc, NULL, "the batch before this append failed");
+    return roll_segment(log, err);
+}
+
+static stream_entry *writer_stream(payi_log *log, const char *name, uint32_t len, uint32_t *num)
+{
+    stream_entry *s = streams_find(&log->streams, name, len);   /* only the writer mutates: no lock to look */
+    if (s) {
+        s = streams_get(&log->streams, name, len, num);   /* finds it; gives the number */
+        return s;
+    }
+    pthread_rwlock_wrlock(&log->rw);
+    s = streams_get(&log->streams, name, len, num);
+    pthread_rwlock_unlock(&log->rw);
+    return s;
+}
+
+static void encode_events(payi_log *log, log_append *a, stream_entry *s, uint32_t num)
+{
+    int64_t now = time_now_ns();
+    uint64_t batch_first = log->head;
+    for (uint32_t i = 0; i < a->nevents; i++) {
+        log_event_in *e = &a->events[i];
+        rec_view r = {
+            .position = log->next_pos++,
+            .time_ns = now,
+            .version = s->pending++,
+            .stream = a->stream,
+            .stream_len = (uint16_t)a->stream_len,
+            .type = e->type,
+            .type_len = (uint16_t)e->type_len,
+            .meta = e->meta,
+            .meta_len = e->meta_len,
+            .data = e->data,
+            .data_len = e->data_len,
+        };
+        r.batch_index = (uint32_t)(r.position - batch_first);
+        if (e->has_id) {
+            r.id = e->id;
+            r.flags |= REC_F_CLIENT_ID;
+            ids_insert(&log->ids, &e->id, r.position);
+        } else {
+            uuid_generate(&r.id);
+            e->id = r.id;
+        }
+        size_t size = rec_size(r.stream_len, r.type_len, r.meta_len, r.data_len);
+        buf_reserve(&log->batch, size);
+        log->staged = xgrow(log->staged, &log->staged_cap, log->nstaged + 1, sizeof *log->staged);
+        log->staged[log->nstaged++] = (staged_rec){
+            .position = r.position,
+            .buf_off = log->batch.len,
+            .stream_num = num,
+            .total_len = (uint32_t)(REC_HEADER_SIZE + r.stream_len + r.type_len + r.meta_len + r.data_len),
+            .flags = r.flags,
+            .id = r.id,
+        };
+        log->batch.len += rec_encode(&r, (unsigned char *)log->batch.data + log->batch.len);
+        e->position = r.position;
+        e->version = r.version;
+        e->duplicate = false;
+    }
+}
+
+/* Decide one append against the state including everything staged, and
+ * stage its records.  Its status is final unless the batch write fails. */
+static void stage_append(payi_log *log, log_append *a, log_submission *sub)
+{
+    payi_err err;
+    a->actual_version = -1;
+    if (log_state(log, &err) != PAYI_OK)
+        return append_fail(a, PAYI_READ_ONLY, &err);
+    bool all_dup;
+    if (check_duplicates(log, a, &all_dup, &err) != PAYI_OK)
+        return append_fail(a, PAYI_VALIDATION, &err);
+    if (all_dup) {
+        bool staged = false;
+        for (uint32_t i = 0; i < a->nevents; i++) {
+            a->events[i].version = version_at(log, a->events[i].position);
+            staged |= a->events[i].position >= log->head;
+        }
+        a->status = PAYI_OK;
+        if (staged) {   /* the original is in this batch: share its fate */
+            log->sappends = xgrow(log->sappends, &log->sappends_cap, log->nsappends + 1, sizeof *log->sappends);
+            log->sappends[log->nsappends++] = (staged_append){a, sub};
+        }
+        return;
+    }
+    const stream_entry *known = streams_find(&log->streams, a->stream, a->stream_len);
+    uint64_t have = known ? known->pending : 0;
+    a->actual_version = (int64_t)have - 1;
+    payi_code rc = check_expected(a, have, &err);
+    if (rc == PAYI_OK)
+        rc = make_room(log, append_bytes(a), &err);
+    if (rc != PAYI_OK)
+        return append_fail(a, rc, &err);
+    uint32_t num;
+    stream_entry *s = writer_stream(log, a->stream, a->stream_len, &num);
+    encode_events(log, a, s, num);
+    a->status = PAYI_OK;
+    log->sappends = xgrow(log->sappends, &log->sappends_cap, log->nsappends + 1, sizeof *log->sappends);
+    log->sappends[log->nsappends++] = (staged_append){a, sub};
+}
+
+static void process_submission(payi_log *log, log_submission *sub)
+{
+    for (uint32_t i = 0; i < sub->n; i++) {
+        log_append *a = &sub->appends[i];
+        if (sub->stop_at_error && sub->failed) {
+            payi_err err;
+            payi_err_set(&err, PAYI_CANCELLED, NULL, "not attempted: an earlier append of the same submission failed");
+            append_fail(a, PAYI_CANCELLED, &err);
+            continue;
+        }
+        stage_append(log, a, sub);
+        if (a->status != PAYI_OK)
+            sub->failed = true;
+    }
+}
+
+static void complete(payi_log *log, log_submission *list)
+{
+    pthread_mutex_lock(&log->mu);
+    for (log_submission *s = list; s; s = s->next)
+        s->done = true;
+    pthread_cond_broadcast(&log->done_cond);
+    pthread_mutex_unlock(&log->mu);
+}
+
+/* interval mode: the time left before the dirty data must be synced */
+static bool sync_due_wait(payi_log *log, struct timespec *deadline)
+{
+    if (!log->dirty || log->opt.durability != LOG_DURABLE_INTERVAL)
+        return false;
+    int64_t due = log->last_sync_ns + (int64_t)log->opt.interval_ms * 1000000;
+    deadline->tv_sec = due / 1000000000;
+    deadline->tv_nsec = due % 1000000000;
+    return true;
+}
+
+static void *writer_main(void *arg)
+{
+    payi_log *log = arg;
+    pthread_mutex_lock(&log->mu);
+    for (;;) {
+        while (!log->queue && !log->stopping) {
+            struct timespec deadline;
+            if (!sync_due_wait(log, &deadline)) {
+                pthread_cond_wait(&log->work_cond, &log->mu);
+                continue;
+            }
+            if (pthread_cond_timedwait(&log->work_cond, &log->mu, &deadline) == ETIMEDOUT) {
+                pthread_mutex_unlock(&log->mu);
+                payi_err err;
+                if (sync_segment(log, active_seg(log), &err) != PAYI_OK)
+                    log_fail(log, &err);
+                pthread_mutex_lock(&log->mu);
+            }
+        }
+        if (!log->queue)
+            break;
+        log_submission *list = log->queue;
+        log->queue = log->queue_tail = NULL;
+        pthread_mutex_unlock(&log->mu);
+        for (log_submission *s = list; s; s = s->next)
+            process_submission(log, s);
+        flush_batch(log);
+        complete(log, list);
+        pthread_mutex_lock(&log->mu);
+    }
+    pthread_mutex_unlock(&log->mu);
+    payi_err err;
+    if (log->dirty && log->opt.durability != LOG_DURABLE_NONE && sync_segment(log, active_seg(log), &err) != PAYI_OK)
+        log_fail(log, &err);
+    return NULL;
+}
+
+log_submission *log_submit(payi_log *log, log_append *appends, uint32_t n, bool stop_at_error)
+{
+    log_submission *s = xcalloc(1, sizeof *s);
+    s->appends = appends;
+    s->n = n;
+    s->stop_at_error = stop_at_error;
+    if (log->opt.read_only) {
+        payi_err err;
+        payi_err_set(&err, PAYI_READ_ONLY, NULL, "the log was opened read-only");
+        for (uint32_t i = 0; i < n; i++)
+            append_fail(&appends[i], PAYI_READ_ONLY, &err);
+        s->done = true;
+        return s;
+    }
+    pthread_mutex_lock(&log->mu);
+    if (log->queue_tail)
+        log->queue_tail->next = s;
+    else
+        log->queue = s;
+    log->queue_tail = s;
+    pthread_cond_signal(&log->work_cond);
+    pthread_mutex_unlock(&log->mu);
+    return s;
+}
+
+payi_code log_wait(payi_log *log, log_submission *s)
+{
+    pthread_mutex_lock(&log->mu);
+    while (!s->done)
+        pthread_cond_wait(&log->done_cond, &log->mu);
+    pthread_mutex_unlock(&log->mu);
+    payi_code rc = PAYI_OK;
+    for (uint32_t i = 0; i < s->n && rc == PAYI_OK; i++)
+        rc = s->appends[i].status;
+    free(s);
+    return rc;
+}
+
+payi_code log_append_one(payi_log *log, log_append *a)
+{
+    return log_wait(log, log_submit(log, a, 1, false));
+}
+
+/* ---------------------------------------------------------------- reads */
+
+/* Where the record at position lives: segment fd, offset and length. */
+static bool locate(payi_log *log, uint64_t position, int *fd, uint64_t *off, uint64_t *len, uint64_t *seg_end)
+{
+    pthread_rwlock_rdlock(&log->rw);
+    size_t lo = 0, hi = log->nsegs;
+    while (hi - lo > 1) {   /* last segment with first <= position */
+        size_t mid = (lo + hi) / 2;
+        if (log->segs[mid].first <= position)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    bool found = false;
+    if (log->nsegs && position < log->head) {
+        const segment *s = &log->segs[lo];
+        uint64_t i = position - s->first;
+        if (position >= s->first && i < s->count) {
+            *fd = s->fd;
+            *off = s->offsets[i];
+            *seg_end = s->end;
+            *len = (i + 1 < s->count ? s->offsets[i + 1] : s->end) - *off;
+            found = true;
+        }
+    }
+    pthread_rwlock_unlock(&log->rw);
+    return found;
+}
+
+static payi_code pread_all(int fd, void *p, size_t n, uint64_t off)
+{
+    char *c = p;
+    while (n) {
+        ssize_t r = pread(fd, c, n, (off_t)off);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return PAYI_IO;
+        c += r;
+        n -= (size_t)r;
+        off += (uint64_t)r;
+    }
+    return PAYI_OK;
+}
+
+static void fill_event(log_event *ev, const rec_view *r)
+{
+    ev->position = ev->offset = r->position;
+    ev->partition = 0;
+    ev->stream = r->stream;
+    ev->stream_len = r->stream_len;
+    ev->version = r->version;
+    ev->type = r->type;
+    ev->type_len = r->type_len;
+    ev->id = r->id;
+    ev->time_ns = r->time_ns;
+    ev->data = r->data;
+    ev->data_len = r->data_len;
+    ev->meta = r->meta;
+    ev->meta_len = r->meta_len;
+}
+
+static payi_code decode_checked(payi_log *log, const unsigned char *p, size_t avail, uint64_t position, uint64_t off,
+                                rec_view *r, payi_err *err)
+{
+    rec_status st = rec_decode(p, avail, max_record_total(&log->opt), r);
+    if (st == REC_OK && r->position == position)
+        return PAYI_OK;
+    return payi_err_set(err, PAYI_CORRUPT, NULL,
+                        "record for position %" PRIu64 " at byte offset %" PRIu64 " of a segment in %s: %s", position,
+                        off, log->dir, st == REC_OK ? "position mismatch" : rec_status_text(st));
+}
+
+/* Read one record (CRC verified) into b. */
+static payi_code read_record(payi_log *log, uint64_t position, buf *b, rec_view *r, payi_err *err)
+{
+    int fd;
+    uint64_t off, len, end;
+    if (!locate(log, position, &fd, &off, &len, &end))
+        return payi_err_set(err, PAYI_NOT_FOUND, NULL, "no event at position %" PRIu64, position);
+    buf_reset(b);
+    buf_reserve(b, len);
+    if (pread_all(fd, b->data, len, off) != PAYI_OK)
+        return payi_err_sys(err, PAYI_IO, errno, "cannot read position %" PRIu64 " in %s", position, log->dir);
+    return decode_checked(log, (const unsigned char *)b->data, len, position, off, r, err);
+}
+
+/* Version of the event at position, for repeated ids.  Staged records are read
+ * from the batch buffer; the writer is the only caller. */
+static uint64_t version_at(payi_log *log, uint64_t position)
+{
+    rec_view r;
+    if (position >= log->head) {
+        const staged_rec *s = &log->staged[position - log->head];
+        rec_decode((const unsigned char *)log->batch.data + s->buf_off, s->total_len, UINT32_MAX, &r);
+        return r.version;
+    }
+    buf b = BUF_INIT;
+    payi_err err;
+    uint64_t v = read_record(log, position, &b, &r, &err) == PAYI_OK ? r.version : 0;
+    buf_release(&b);
+    return v;
+}
+
+payi_code log_read_stream(payi_log *log, const char *stream, uint32_t stream_len, uint64_t from, uint64_t limit,
+                          bool backwards, log_event_fn fn, void *ctx, payi_err *err)
+{
+    /* Copy the positions wanted under the lock; read records without it. */
+    uint64_t *want = NULL, n = 0;
+    pthread_rwlock_rdlock(&log->rw);
+    const stream_entry *s = streams_find(&log->streams, stream, stream_len);
+    uint64_t count = s ? s->count : 0;
+    if (count && !backwards && from < count) {
+        n = count - from;
+        if (limit && n > limit)
+            n = limit;
+        want = xmalloc(n * sizeof *want);
+        memcpy(want, s->positions + from, n * sizeof *want);
+    } else if (count && backwards) {
+        uint64_t top = from >= count ? count - 1 : from;
+        n = top + 1;
+        if (limit && n > limit)
+            n = limit;
+        want = xmalloc(n * sizeof *want);
+        for (uint64_t i = 0; i < n; i++)
+            want[i] = s->positions[top - i];
+    }
+    pthread_rwlock_unlock(&log->rw);
+    buf b = BUF_INIT;
+    payi_code rc = PAYI_OK;
+    for (uint64_t i = 0; i < n && rc == PAYI_OK; i++) {
+        rec_view r;
+        log_event ev;
+        if (want[i] >= log->head)
+            break;   /* read-only log: indexed but not yet acknowledged */
+        rc = read_record(log, want[i], &b, &r, err);
+        if (rc == PAYI_OK) {
+            fill_event(&ev, &r);
+            if (fn(ctx, &ev) != 0)
+                break;
+        }
+    }
+    buf_release(&b);
+    free(want);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- read-only logs beside a writer */
+
+/* When a writer holds the lock, HEAD bounds what it acknowledged; without
+ * one, every complete batch on disk is acknowledged or recoverable as such. */
+static uint64_t ro_head_limit(payi_log *log)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/LOCK", log->dir);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return UINT64_MAX;
+    bool writer_alive = flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+    close(fd);   /* also drops the shared lock if we got it */
+    uint64_t h;
+    if (!writer_alive || log->head_fd < 0 || pread(log->head_fd, &h, sizeof h, 0) != (ssize_t)sizeof h)
+        return UINT64_MAX;
+    return h;
+}
+
+/* Index what the writer added since we last looked, up to its head. */
+static payi_code ro_refresh(payi_log *log, payi_err *err)
+{
+    if (log->head_fd < 0)
+        open_head_file(log, err);
+    uint64_t limit = ro_head_limit(log);
+    for (;;) {
+        segment *seg = active_seg(log);
+        uint64_t before = seg->first + seg->count;
+        payi_code rc = load_active(log, seg, limit, err);
+        if (rc != PAYI_OK)
+            return rc;
+        uint64_t now = seg->first + seg->count;
+        log->head = now;
+        if (now >= limit)
+            break;
+        /* The writer may have rolled: continue in the next segment if it exists. */
+        segment next;
+        if (seg_open(log->dir, now, false, &next, err) != PAYI_OK) {
+            if (now == before)
+                break;
+            continue;
+        }
+        segment *s = push_segment(log);
+        pthread_rwlock_wrlock(&log->rw);
+        *s = next;
+        pthread_rwlock_unlock(&log->rw);
+    }
+    return PAYI_OK;
+}
+
+static payi_code ro_wait(payi_log *log, int timeout_ms, payi_err *err)
+{
+    if (log->inotify_fd < 0) {
+        log->inotify_fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+        if (log->inotify_fd < 0 ||
+            inotify_add_watch(log->inotify_fd, log->dir, IN_MODIFY | IN_CREATE | IN_MOVED_TO) < 0)
+            return payi_err_sys(err, PAYI_IO, errno, "cannot watch %s", log->dir);
+        return PAYI_OK;   /* something may have changed before the watch began: look again now */
+    }
+    struct pollfd p = {.fd = log->inotify_fd, .events = POLLIN};
+    int r = poll(&p, 1, timeout_ms);
+    if (r < 0 && errno != EINTR)
+        return payi_err_sys(err, PAYI_IO, errno, "poll on %s", log->dir);
+    char drain[4096];
+    while (read(log->inotify_fd, drain, sizeof drain) > 0) {
+    }
+    return r > 0 ? PAYI_OK : PAYI_TIMEOUT;
+}
+
+/* ---------------------------------------------------------------- subscriptions */
+
+struct log_sub {
+    payi_log *log;
+    uint64_t next;
+    buf chunk;             /* bytes of one segment, starting at chunk_off */
+    int chunk_fd;
+    uint64_t chunk_off;
+};
+
+log_sub *log_sub_open(payi_log *log, const log_cursor *from)
+{
+    log_sub *s = xcalloc(1, sizeof *s);
+    s->log = log;
+    s->next = from && from->nparts ? from->next[0] : 0;
+    s->chunk_fd = -1;
+    return s;
+}
+
+void log_sub_cursor(const log_sub *s, log_cursor *out) { log_cursor_at(out, s->next); }
+
+void log_sub_close(log_sub *s)
+{
+    if (!s)
+        return;
+    buf_release(&s->chunk);
+    free(s);
+}
+
+/* Wait until head passes s->next or the timeout expires. */
+static payi_code sub_wait(log_sub *s, int timeout_ms, payi_err *err)
+{
+    payi_log *log = s->log;
+    int64_t deadline = time_mono_ns() + (int64_t)timeout_ms * 1000000;
+    while (log->head <= s->next) {
+        int64_t left_ms = timeout_ms < 0 ? -1 : (deadline - time_mono_ns()) / 1000000;
+        if (timeout_ms >= 0 && left_ms <= 0)
+            return PAYI_TIMEOUT;
+        if (log->opt.read_only) {
+            payi_code rc = ro_refresh(log, err);
+            if (rc != PAYI_OK)
+                return rc;
+            if (log->head > s->next)
+                break;
+            rc = ro_wait(log, (int)(left_ms < 0 ? 1000 : left_ms), err);
+            if (rc != PAYI_OK && rc != PAYI_TIMEOUT)
+                return rc;
+            continue;
+        }
+        pthread_mutex_lock(&log->mu);
+        if (log->head <= s->next && !log->stopping) {
+            if (timeout_ms < 0) {
+                pthread_cond_wait(&log->commit_cond, &log->mu);
+            } else {
+                struct timespec ts = {deadline / 1000000000, deadline % 1000000000};
+                pthread_cond_timedwait(&log->commit_cond, &log->mu, &ts);
+            }
+        }
+        bool stopping = log->stopping;
+        pthread_mutex_unlock(&log->mu);
+        if (stopping && log->head <= s->next)
+            return PAYI_TIMEOUT;
+    }
+    return PAYI_OK;
+}
+
+payi_code log_sub_next(log_sub *s, log_event *ev, int timeout_ms, payi_err *err)
+{
+    payi_log *log = s->log;
+    if (log->head <= s->next) {
+        if (timeout_ms == 0 && !log->opt.read_only)
+            return PAYI_TIMEOUT;
+        payi_code rc = sub_wait(s, timeout_ms, err);
+        if (rc != PAYI_OK)
+            return rc;
+    }
+    int fd;
+    uint64_t off, len, seg_end;
+    if (!locate(log, s->next, &fd, &off, &len, &seg_end))
+        return payi_err_set(err, PAYI_NOT_FOUND, NULL, "no event at position %" PRIu64, s->next);
+    /* Serve from the chunk when it holds the record; else read ahead. */
+    if (fd != s->chunk_fd || off < s->chunk_off || off + len > s->chunk_off + s->chunk.len) {
+        uint64_t want = seg_end - off;
+        if (want > READ_CHUNK)
+            want = READ_CHUNK > len ? READ_CHUNK : len;
+        buf_reset(&s->chunk);
+        buf_reserve(&s->chunk, want);
+        if (pread_all(fd, s->chunk.data, want, off) != PAYI_OK)
+            return payi_err_sys(err, PAYI_IO, errno, "cannot read position %" PRIu64 " in %s", s->next, log->dir);
+        s->chunk.len = want;
+        s->chunk_fd = fd;
+        s->chunk_off = off;
+    }
+    rec_view r;
+    payi_code rc = decode_checked(log, (const unsigned char *)s->chunk.data + (off - s->chunk_off), len, s->next,
+                                  off, &r, err);
+    if (rc != PAYI_OK)
+        return rc;
+    fill_event(ev, &r);
+    s->next++;
+    return PAYI_OK;
+}
+
+/* ---------------------------------------------------------------- check */
+
+typedef struct check_ctx {
+    stream_table streams;
+    uint64_t events;
+    char problem[512];
+} check_ctx;
+
+static int check_record(void *ctx, const rec_view *r, uint64_t offset)
+{
+    check_ctx *c = ctx;
+    uint32_t num;
+    stream_entry *s = streams_get(&c->streams, r->stream, r->stream_len, &num);
+    if (r->version != s->count) {
+        snprintf(c->problem, sizeof c->problem,
+                 "stream \"%.*s\" jumps from version %" PRIu64 " to %" PRIu64 " at position %" PRIu64
+                 " (byte offset %" PRIu64 ")",
+                 (int)r->stream_len, r->stream, s->count, r->version, r->position, offset);
+        return 1;
+    }
+    s->count++;   /* check needs counts only, not positions */
+    c->events++;
+    return 0;
+}
+
+static payi_code check_segment(const char *dir, uint64_t first, bool last, const log_options *opt, check_ctx *c,
+                               log_stats *stats, payi_err *err)
+{
+    char path[4096];
+    seg_path(path, sizeof path, dir, first, "seg");
+    segment seg;
+    payi_code rc = seg_open(dir, first, false, &seg, err);
+    if (rc != PAYI_OK)
+        return rc;
+    seg_scan_result res;
+    rc = seg_scan(&seg, path, SEG_HEADER_SIZE, first, max_record_total(opt), UINT64_MAX, check_record, c, &res, err);
+    seg_release(&seg);
+    if (rc != PAYI_OK)
+        return rc;
+    if (c->problem[0])
+        return payi_err_set(err, PAYI_CORRUPT, NULL, "%s: %s", path, c->problem);
+    stats->bytes += res.end;
+    if (!res.tail_problem)
+        return PAYI_OK;
+    if (res.corrupt || !last)
+        return payi_err_set(err, PAYI_CORRUPT, NULL, "%s: corrupt record at byte offset %" PRIu64 ": %s", path,
+                            res.bad_offset, res.bad_reason);
+    stats->recovered_truncated_bytes = res.file_size - res.end;
+    return PAYI_OK;   /* a torn tail: the next writer truncates it */
+}
+
+payi_code log_check(const char *dir, log_stats *stats, payi_err *err)
+{
+    memset(stats, 0, sizeof *stats);
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        return payi_err_set(err, PAYI_NOT_FOUND, NULL, "no data directory at %s", dir);
+    log_options opt;
+    log_options_default(&opt);
+    opt.max_event_size = UINT32_MAX - REC_HEADER_SIZE;   /* check what is there, whatever limit wrote it */
+    uint64_t *firsts;
+    size_t n;
+    payi_code rc = list_segments(dir, &firsts, &n, err);
+    if (rc != PAYI_OK)
+        return rc;
+    check_ctx c = {.events = 0};
+    streams_init(&c.streams);
+    for (size_t i = 0; i < n && rc == PAYI_OK; i++) {
+        if (firsts[i] != c.events) {
+            rc = payi_err_set(err, PAYI_CORRUPT, NULL,
+                              "%s/%020" PRIu64 ".seg starts at position %" PRIu64 " but the events before it end at %" PRIu64,
+                              dir, firsts[i], firsts[i], c.events);
+            break;
+        }
+        rc = check_segment(dir, firsts[i], i + 1 == n, &opt, &c, stats, err);
+    }
+    stats->events = c.events;
+    stats->segments = n;
+    stats->streams = c.streams.n;
+    streams_release(&c.streams);
+    free(firsts);
+    return rc;
+}
