@@ -195,6 +195,8 @@ bool json_utf8_valid(const char *s, size_t len, size_t *bad_offset)
     while (p < end) {
         while (end - p >= 8 && (load64(p) & BYTES(0x80)) == 0)
             p += 8;
+        if (p == end)
+            break;
         if (*p < 0x80) {
             p++;
             continue;

@@ -79,6 +79,7 @@ stream_entry *streams_get(stream_table *t, const char *name, uint32_t len, uint3
     s->name = xstrndup(name, len);
     s->name_len = len;
     s->hash = hash;
+    s->num = t->n;
     size_t cap = t->items_cap;
     t->items = xgrow(t->items, &cap, (size_t)t->n + 1, sizeof *t->items);
     t->items_cap = (uint32_t)cap;

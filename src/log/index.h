@@ -22,6 +22,7 @@ typedef struct stream_entry {
     char *name;
     uint32_t name_len;
     uint32_t hash;
+    uint32_t num;          /* its number in the table */
     uint64_t *positions;   /* published versions: positions[0 .. count) */
     uint64_t count;
     uint64_t cap;

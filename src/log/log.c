@@ -122,6 +122,7 @@ struct payi_log {
     staged_append *sappends;
     size_t nsappends, sappends_cap;
     int64_t last_sync_ns;
+    int64_t batch_time;
     bool dirty;
 
     /* read-only logs following a writer in another process */
@@ -682,10 +683,7 @@ static void seal_batch_end(payi_log *log)
 
 /* A write failed: give the file back its last good length.  True when that
  * worked, so the log can stay writable (ENOSPC). */
-static bool rewind_segment(segment *seg)
-{
-    return logio->ftruncate(seg->fd, (off_t)seg->end) == 0 && lseek(seg->fd, (off_t)seg->end, SEEK_SET) == (off_t)seg->end;
-}
+static bool rewind_segment(segment *seg) { return logio->ftruncate(seg->fd, (off_t)seg->end) == 0; }
 
 /* Write, sync and publish the current batch. */
 static payi_code flush_batch(payi_log *log)
@@ -696,7 +694,7 @@ static payi_code flush_batch(payi_log *log)
     segment *seg = active_seg(log);
     char path[4096];
     payi_err err;
-    if (logio_write_all(seg->fd, log->batch.data, log->batch.len) != 0) {
+    if (logio_write_all(seg->fd, log->batch.data, log->batch.len, seg->end) != 0) {
         int e = errno;
         seg_path(path, sizeof path, log->dir, seg->first, "seg");
         payi_code code = payi_code_from_errno(e);
@@ -831,23 +829,22 @@ static payi_code make_room(payi_log *log, size_t need, payi_err *err)
     return roll_segment(log, err);
 }
 
-static stream_entry *writer_stream(payi_log *log, const char *name, uint32_t len, uint32_t *num)
+/* Adding a stream changes the table readers search: under the write lock. */
+static stream_entry *writer_new_stream(payi_log *log, const char *name, uint32_t len)
 {
-    stream_entry *s = streams_find(&log->streams, name, len);   /* only the writer mutates: no lock to look */
-    if (s) {
-        s = streams_get(&log->streams, name, len, num);   /* finds it; gives the number */
-        return s;
-    }
+    uint32_t num;
     pthread_rwlock_wrlock(&log->rw);
-    s = streams_get(&log->streams, name, len, num);
+    stream_entry *s = streams_get(&log->streams, name, len, &num);
     pthread_rwlock_unlock(&log->rw);
     return s;
 }
 
-static void encode_events(payi_log *log, log_append *a, stream_entry *s, uint32_t num)
+static void encode_events(payi_log *log, log_append *a, stream_entry *s)
 {
-    int64_t now = time_now_ns();
-    uint64_t batch_first = log->head;
+    if (log->nstaged == 0)   /* one clock read per batch: its events share the commit time */
+        log->batch_time = time_now_ns();
+    int64_t now = log->batch_time;
+    uint64_t num = s->num, batch_first = log->head;
     for (uint32_t i = 0; i < a->nevents; i++) {
         log_event_in *e = &a->events[i];
         rec_view r = {
@@ -878,7 +875,7 @@ static void encode_events(payi_log *log, log_append *a, stream_entry *s, uint32_
         log->staged[log->nstaged++] = (staged_rec){
             .position = r.position,
             .buf_off = log->batch.len,
-            .stream_num = num,
+            .stream_num = (uint32_t)num,
             .total_len = (uint32_t)(REC_HEADER_SIZE + r.stream_len + r.type_len + r.meta_len + r.data_len),
             .flags = r.flags,
             .id = r.id,
@@ -914,17 +911,17 @@ static void stage_append(payi_log *log, log_append *a, log_submission *sub)
         }
         return;
     }
-    const stream_entry *known = streams_find(&log->streams, a->stream, a->stream_len);
-    uint64_t have = known ? known->pending : 0;
+    stream_entry *s = streams_find(&log->streams, a->stream, a->stream_len);   /* the writer may look unlocked */
+    uint64_t have = s ? s->pending : 0;
     a->actual_version = (int64_t)have - 1;
     payi_code rc = check_expected(a, have, &err);
     if (rc == PAYI_OK)
         rc = make_room(log, append_bytes(a), &err);
     if (rc != PAYI_OK)
         return append_fail(a, rc, &err);
-    uint32_t num;
-    stream_entry *s = writer_stream(log, a->stream, a->stream_len, &num);
-    encode_events(log, a, s, num);
+    if (!s)
+        s = writer_new_stream(log, a->stream, a->stream_len);
+    encode_events(log, a, s);
     a->status = PAYI_OK;
     log->sappends = xgrow(log->sappends, &log->sappends_cap, log->nsappends + 1, sizeof *log->sappends);
     log->sappends[log->nsappends++] = (staged_append){a, sub};

@@ -5,10 +5,11 @@
 #ifndef PAYI_LOGIO_H
 #define PAYI_LOGIO_H
 
+#include <stdint.h>
 #include <sys/types.h>
 
 typedef struct logio_ops {
-    ssize_t (*write)(int fd, const void *buf, size_t n);
+    ssize_t (*pwrite)(int fd, const void *buf, size_t n, off_t off);
     int (*fdatasync)(int fd);
     int (*fsync)(int fd);
     int (*ftruncate)(int fd, off_t len);
@@ -19,8 +20,9 @@ typedef struct logio_ops {
 extern const logio_ops logio_real;
 extern const logio_ops *logio;
 
-/* Write all n bytes: loops over short writes and EINTR.  Returns 0, or -1
- * with errno set (the file may hold a prefix of buf: callers truncate). */
-int logio_write_all(int fd, const void *buf, size_t n);
+/* Write all n bytes at off: loops over short writes and EINTR.  Returns 0,
+ * or -1 with errno set (the file may hold a prefix of buf: callers truncate).
+ * Positioned writes: the log never depends on a file descriptor's offset. */
+int logio_write_all(int fd, const void *buf, size_t n, uint64_t off);
 
 #endif

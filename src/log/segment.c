@@ -85,7 +85,7 @@ payi_code seg_create(const char *dir, uint64_t first, segment *seg, payi_err *er
         return payi_err_sys(err, payi_code_from_errno(errno), errno, "cannot create segment %s", path);
     unsigned char h[SEG_HEADER_SIZE];
     seg_header_encode(h, first);
-    if (logio_write_all(fd, h, sizeof h) != 0 || logio->fdatasync(fd) != 0) {
+    if (logio_write_all(fd, h, sizeof h, 0) != 0 || logio->fdatasync(fd) != 0) {
         int e = errno;
         close(fd);
         unlink(path);
@@ -350,7 +350,7 @@ payi_code seg_write_index(const char *dir, const segment *seg, const stream_tabl
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
         rc = payi_err_sys(err, payi_code_from_errno(errno), errno, "cannot create %s", tmp);
-    } else if (logio_write_all(fd, out.data, out.len) != 0 || logio->fdatasync(fd) != 0) {
+    } else if (logio_write_all(fd, out.data, out.len, 0) != 0 || logio->fdatasync(fd) != 0) {
         rc = payi_err_sys(err, payi_code_from_errno(errno), errno, "cannot write %s", tmp);
     }
     if (fd >= 0 && close(fd) != 0 && rc == PAYI_OK)

@@ -456,6 +456,16 @@ TEST(json_utf8_exhaustive)
     CHECK(!json_utf8_valid("\xe2\x82\xac\xf0\x9f\x98", 6, &bad));
     CHECK_EQ_U64(bad, 3);
     CHECK(json_utf8_valid("\xe2\x82\xac\xf0\x9f\x98\x80", 7, NULL));
+    /* Exactly sized heap buffers, so that ASan sees any read past the end
+     * (the fuzzer found one after an all-ASCII run of 8k bytes). */
+    for (size_t n = 1; n <= 24; n++) {
+        char *h = malloc(n);
+        memset(h, 'a', n);
+        CHECK(json_utf8_valid(h, n, NULL));
+        h[n - 1] = (char)0xc3;
+        CHECK(!json_utf8_valid(h, n, &bad) && bad == n - 1);
+        free(h);
+    }
 }
 
 TEST(json_utf8_in_strings_matches_validator)
