@@ -176,15 +176,16 @@ static inline uint64_t load64(const uchar *p)
 
 #define BYTES(x) (0x0101010101010101ull * (uint64_t)(x))
 
-/* True when none of the eight bytes is '"', '\\', < 0x20 or >= 0x80.  Each
- * term is the classic "has a byte less than n" test, exact for n <= 0x80. */
-static inline bool word_is_plain(uint64_t w)
+/* High bit set in the bytes of w that are '"', '\\', < 0x20 or >= 0x80, as
+ * the classic "has a byte less than n" tests.  Borrows can flag bytes above
+ * a true hit but never below one, so the lowest flagged byte is exact. */
+static inline uint64_t special_bytes(uint64_t w)
 {
     uint64_t q = w ^ BYTES('"'), b = w ^ BYTES('\\');
     uint64_t ctrl = (w - BYTES(0x20)) & ~w;
     uint64_t quote = (q - BYTES(1)) & ~q;
     uint64_t bslash = (b - BYTES(1)) & ~b;
-    return ((ctrl | quote | bslash | w) & BYTES(0x80)) == 0;
+    return (ctrl | quote | bslash | w) & BYTES(0x80);
 }
 
 bool json_utf8_valid(const char *s, size_t len, size_t *bad_offset)
@@ -430,16 +431,29 @@ static const uchar plain_byte[256] = {
 #undef R16
 };
 
+/* First byte at or after p that is not plain string content. */
+static inline const uchar *skip_plain(const uchar *p, const uchar *end)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    while (end - p >= 8) {
+        uint64_t m = special_bytes(load64(p));
+        if (m)
+            return p + (__builtin_ctzll(m) >> 3);
+        p += 8;
+    }
+#endif
+    while (p < end && plain_byte[*p])
+        p++;
+    return p;
+}
+
 /* p at the opening quote; returns the position after the closing quote. */
 static const uchar *scan_string(parser *ps, const uchar *p, uint32_t *flags)
 {
     const uchar *open = p, *end = ps->end;
     p++;
     for (;;) {
-        while (end - p >= 8 && word_is_plain(load64(p)))
-            p += 8;
-        while (p < end && plain_byte[*p])
-            p++;
+        p = skip_plain(p, end);
         if (p == end)
             return fail(ps, open, "unterminated string");
         uchar c = *p;
@@ -639,9 +653,8 @@ static void keyset_grow(parser *ps)
 }
 
 /* Returns the earlier equal key of the same object, or 0 after adding key. */
-static uint32_t keyset_add(parser *ps, uint32_t obj, uint32_t key)
+static uint32_t keyset_add(parser *ps, const json_node *nodes, uint32_t obj, uint32_t key)
 {
-    const json_node *nodes = ps->doc->nodes;
     if ((ps->used + 1) * 2 > ps->nslots)
         keyset_grow(ps);
     uint32_t h = key_hash(ps, obj, &nodes[key]);
@@ -672,49 +685,48 @@ static const uchar *fail_duplicate(parser *ps, const json_node *k)
 }
 
 /* key is the newest key of obj, whose count already includes it. */
-static bool check_unique_key(parser *ps, uint32_t obj, uint32_t key)
+static bool check_unique_key(parser *ps, const json_node *nodes, uint32_t obj, uint32_t key)
 {
-    const json_node *nodes = ps->doc->nodes;
+    const json_node *nk = &nodes[key];
     uint32_t count = nodes[obj].count;
     if (count <= SMALL_OBJECT_KEYS) {
-        /* Earlier values are complete, so their `next` leads to the next key. */
+        /* Earlier values are complete, so their `next` leads to the next key.
+         * Unescaped keys of different lengths differ: skip them cheaply. */
         for (uint32_t k = obj + 1; k != key; k = nodes[k + 1].next)
-            if (string_nodes_equal((const char *)ps->base, &nodes[k], &nodes[key]))
-                return fail_duplicate(ps, &nodes[key]) != NULL;
+            if ((nodes[k].len == nk->len || ((nodes[k].flags | nk->flags) & JSON_F_ESCAPED))
+                && string_nodes_equal((const char *)ps->base, &nodes[k], nk))
+                return fail_duplicate(ps, nk) != NULL;
         return true;
     }
     if (count == SMALL_OBJECT_KEYS + 1) {
         pthread_once(&sip_once, sip_seed);
         for (uint32_t k = obj + 1; k != key; k = nodes[k + 1].next)
-            keyset_add(ps, obj, k);   /* known distinct */
+            keyset_add(ps, nodes, obj, k);   /* known distinct */
     }
-    if (keyset_add(ps, obj, key))
+    if (keyset_add(ps, nodes, obj, key))
         return fail_duplicate(ps, &nodes[key]) != NULL;
     return true;
 }
 
 /* ------------------------------------------------------------- parser */
 
-static bool make_room(parser *ps, const uchar *at)
+/* The slow path of the driver's capacity check: grow, or hit max_nodes. */
+static bool make_room(parser *ps, uint32_t n, const uchar *at)
 {
     json_doc *d = ps->doc;
-    if (d->n >= ps->max_nodes)
+    if (n >= ps->max_nodes)
         return fail(ps, at, "more than %u nodes (limit max_nodes)", ps->max_nodes) != NULL;
     size_t cap = d->cap;
-    d->nodes = xgrow(d->nodes, &cap, (size_t)d->n + 1, sizeof *d->nodes);
+    d->nodes = xgrow(d->nodes, &cap, (size_t)n + 1, sizeof *d->nodes);
     d->cap = cap > UINT32_MAX ? UINT32_MAX : (uint32_t)cap;
     ps->stop = d->cap < ps->max_nodes ? d->cap : ps->max_nodes;
     return true;
 }
 
-static inline json_node *add_node(parser *ps, json_kind kind, const uchar *at)
+static inline json_node *init_node(json_node *nd, json_kind kind, uint32_t start)
 {
-    json_doc *d = ps->doc;
-    if (d->n == ps->stop && !make_room(ps, at))
-        return NULL;
-    json_node *nd = &d->nodes[d->n++];
     nd->kind = kind;
-    nd->start = (uint32_t)(at - ps->base);
+    nd->start = start;
     nd->count = 0;
     nd->flags = 0;
     return nd;
@@ -732,7 +744,7 @@ static const uchar *scan_scalar(parser *ps, json_node *nd, const uchar *p)
     }
 }
 
-/* What a byte starts; JSON_OBJECT + 1 for "not a value". */
+/* 1 + the kind of value a byte starts; 0 when it cannot start one. */
 static const uint8_t value_kind[256] = {
     ['"'] = JSON_STRING + 1, ['-'] = JSON_NUMBER + 1,
     ['0'] = JSON_NUMBER + 1, ['1'] = JSON_NUMBER + 1, ['2'] = JSON_NUMBER + 1,
@@ -743,20 +755,27 @@ static const uint8_t value_kind[256] = {
 };
 
 /* The state machine.  Open containers are chained through `next` (see the
- * top of the file); `cur` is the innermost one. */
+ * top of the file); `cur` is the innermost one.  The node array, its length
+ * and capacity live in locals: stores into nodes could otherwise alias them
+ * and force a reload after every field written. */
 static bool parse_document(parser *ps)
 {
     const uchar *base = ps->base, *end = ps->end, *p = skip_ws(base, end), *q;
     json_doc *d = ps->doc;
-    uint32_t cur = NO_NODE, depth = 0, idx;
-    json_node *nd;
+    json_node *nodes = d->nodes, *nd;
+    uint32_t n = 0, stop = ps->stop, cur = NO_NODE, depth = 0, idx;
 
 value:
     if (p == end || !value_kind[*p])
         return fail_value(ps, p) != NULL;
-    idx = d->n;
-    if (!(nd = add_node(ps, (json_kind)(value_kind[*p] - 1), p)))
-        return false;
+    if (n == stop) {
+        if (!make_room(ps, n, p))
+            return false;
+        nodes = d->nodes;
+        stop = ps->stop;
+    }
+    idx = n++;
+    nd = init_node(&nodes[idx], (json_kind)(value_kind[*p] - 1), (uint32_t)(p - base));
     if (nd->kind == JSON_ARRAY || nd->kind == JSON_OBJECT) {
         if (++depth > ps->max_depth)
             return fail(ps, p, "nesting deeper than %u (limit max_depth)", ps->max_depth) != NULL;
@@ -780,7 +799,7 @@ after_value:
     if (cur == NO_NODE)
         goto done;
     p = skip_ws(p, end);
-    nd = &d->nodes[cur];
+    nd = &nodes[cur];
     if (p < end && *p == ',') {
         const uchar *comma = p;
         p = skip_ws(p + 1, end);
@@ -804,7 +823,7 @@ close:
     /* nd is the container at cur; p at its closing bracket. */
     nd->len = (uint32_t)(p + 1 - base) - nd->start;
     cur = nd->next;
-    nd->next = d->n;
+    nd->next = n;
     depth--;
     p++;
     goto after_value;
@@ -812,13 +831,20 @@ close:
 key:
     if (p == end || *p != '"')
         return fail_unexpected(ps, p, p == end ? " in object" : " in object, expected a string key") != NULL;
-    idx = d->n;
-    if (!(nd = add_node(ps, JSON_STRING, p)) || !(q = scan_string(ps, p, &nd->flags)))
+    if (n == stop) {
+        if (!make_room(ps, n, p))
+            return false;
+        nodes = d->nodes;
+        stop = ps->stop;
+    }
+    idx = n++;
+    nd = init_node(&nodes[idx], JSON_STRING, (uint32_t)(p - base));
+    if (!(q = scan_string(ps, p, &nd->flags)))
         return false;
     nd->len = (uint32_t)(q - p);
     nd->next = idx + 1;
-    d->nodes[cur].count++;
-    if (!check_unique_key(ps, cur, idx))
+    nodes[cur].count++;
+    if (!check_unique_key(ps, nodes, cur, idx))
         return false;
     p = skip_ws(q, end);
     if (p == end || *p != ':')
@@ -830,6 +856,7 @@ done:
     p = skip_ws(p, end);
     if (p != end)
         return fail(ps, p, "trailing characters after the JSON value") != NULL;
+    d->n = n;
     return true;
 }
 
@@ -855,8 +882,10 @@ bool json_parse(json_doc *doc, const char *src, size_t len, const json_limits *l
     ps.max_nodes = limits && limits->max_nodes ? limits->max_nodes : DEFAULT_MAX_NODES;
     ps.stop = doc->cap < ps.max_nodes ? doc->cap : ps.max_nodes;
     bool ok = parse_document(&ps);
-    free(ps.slots);
-    buf_release(&ps.scratch);
+    if (ps.slots) {
+        free(ps.slots);
+        buf_release(&ps.scratch);
+    }
     if (!ok)
         doc->n = 0;
     return ok;

@@ -313,11 +313,11 @@ static const char read_help[] =
     "\n"
     "Prints events as NDJSON: {\"position\",\"stream\",\"version\",\"type\",\"id\",\"time\",\"data\",\"meta\"}.\n"
     "  --stream S    the events of stream S, from version --from (default 0)\n"
-    "  --backwards   with --stream: from version --from (default: the last) down to 0\n"
     "  --all         every event, from global position --from (default 0)\n"
+    "  --backwards   from --from (default: the last) down to the first\n"
     "  --limit N     at most N events\n"
-    "  --follow      with --all: after the history, keep printing new events as they are\n"
-    "                appended (by this or another process) until interrupted\n"
+    "  --follow      after the history, keep printing new events as they are appended\n"
+    "                (by this or another process) until interrupted\n"
     "Reading never blocks a writer: it opens the log read-only.\n";
 
 typedef struct read_out {
@@ -337,23 +337,24 @@ static int print_event(void *ctx, const log_event *ev)
     return 0;
 }
 
-static int read_all(payi_log *log, uint64_t from, uint64_t limit, bool follow, read_out *o)
+/* Live part of --follow: events from position `from` on, of one stream or all,
+ * as they are acknowledged, until stdout goes away or an error. */
+static int follow_live(payi_log *log, uint64_t from, const char *stream, uint64_t limit, read_out *o)
 {
     log_cursor cur;
     log_cursor_at(&cur, from);
     log_sub *s = log_sub_open(log, &cur);
+    size_t slen = stream ? strlen(stream) : 0;
     payi_err err;
     int status = 0;
     while (!limit || o->printed < limit) {
         log_event ev;
         payi_code rc = log_sub_next(s, &ev, 0, &err);
-        if (rc == PAYI_TIMEOUT && follow) {
+        if (rc == PAYI_TIMEOUT) {   /* caught up: show what we have, then sleep until woken */
             if (fflush(stdout) != 0)
                 break;
             rc = log_sub_next(s, &ev, -1, &err);
         }
-        if (rc == PAYI_TIMEOUT && !follow)
-            break;
         if (rc == PAYI_TIMEOUT)
             continue;
         if (rc != PAYI_OK) {
@@ -361,11 +362,26 @@ static int read_all(payi_log *log, uint64_t from, uint64_t limit, bool follow, r
             status = 1;
             break;
         }
+        if (stream && (ev.stream_len != slen || memcmp(ev.stream, stream, slen) != 0))
+            continue;
         if (print_event(o, &ev) != 0)
             break;   /* stdout closed: the reader went away */
     }
     log_sub_close(s);
     return status;
+}
+
+/* History stops at the head seen before it, so that the live part neither
+ * repeats nor skips an event. */
+typedef struct bounded_out {
+    read_out *o;
+    uint64_t head;
+} bounded_out;
+
+static int print_below_head(void *ctx, const log_event *ev)
+{
+    bounded_out *b = ctx;
+    return ev->position >= b->head ? 1 : print_event(b->o, ev);
 }
 
 int cli_read(int argc, char **argv)
@@ -405,10 +421,8 @@ int cli_read(int argc, char **argv)
         return usage_error("read", "unexpected argument");
     if (!!stream == all)
         return usage_error("read", "give exactly one of --stream S or --all");
-    if (follow && !all)
-        return usage_error("read", "--follow goes with --all");
-    if (backwards && !stream)
-        return usage_error("read", "--backwards goes with --stream");
+    if (follow && backwards)
+        return usage_error("read", "--follow and --backwards do not go together");
     log_options lo;
     log_options_default(&lo);
     lo.read_only = true;
@@ -420,13 +434,17 @@ int cli_read(int argc, char **argv)
         return 1;
     }
     read_out o = {BUF_INIT, 0};
+    bounded_out bo = {&o, log_head(log)};
+    uint64_t start = backwards && !from_set ? UINT64_MAX : from;
+    payi_code rc = all ? log_read_all(log, start, limit, backwards, print_below_head, &bo, &err)
+                       : log_read_stream(log, stream, (uint32_t)strlen(stream), start, limit, backwards,
+                                         print_below_head, &bo, &err);
     int status = 0;
-    if (all) {
-        status = read_all(log, from, limit, follow, &o);
-    } else if (log_read_stream(log, stream, (uint32_t)strlen(stream), backwards && !from_set ? UINT64_MAX : from,
-                               limit, backwards, print_event, &o, &err) != PAYI_OK) {
+    if (rc != PAYI_OK) {
         cli_report(&err, 0);
         status = 1;
+    } else if (follow && (!limit || o.printed < limit)) {
+        status = follow_live(log, all && from > bo.head ? from : bo.head, stream, limit, &o);
     }
     if (fflush(stdout) != 0 && status == 0)
         status = 1;

@@ -131,6 +131,14 @@ struct payi_log {
     _Atomic uint64_t batches_written, fsyncs, truncated_bytes;
 };
 
+struct log_sub {
+    payi_log *log;
+    uint64_t next;
+    buf chunk;             /* bytes of one segment, starting at chunk_off */
+    int chunk_fd;
+    uint64_t chunk_off;
+};
+
 /* ---------------------------------------------------------------- options */
 
 void log_options_default(log_options *o)
@@ -230,7 +238,8 @@ static payi_code list_segments(const char *dir, uint64_t **out, size_t *n, payi_
         }
     }
     closedir(d);
-    qsort(*out, *n, sizeof **out, cmp_u64);
+    if (*n > 1)
+        qsort(*out, *n, sizeof **out, cmp_u64);
     return PAYI_OK;
 }
 
@@ -793,18 +802,17 @@ static payi_code check_expected(const log_append *a, uint64_t have, payi_err *er
         return PAYI_OK;
     char want[48];
     if (a->expected == LOG_EXPECT_NO_STREAM)
-        snprintf(want, sizeof want, "no stream");
+        snprintf(want, sizeof want, "expected_version \"no_stream\"");
     else if (a->expected == LOG_EXPECT_EXISTS)
-        snprintf(want, sizeof want, "an existing stream");
+        snprintf(want, sizeof want, "expected_version \"exists\"");
     else
-        snprintf(want, sizeof want, "version %" PRId64, a->expected);
+        snprintf(want, sizeof want, "expected version %" PRId64, a->expected);
     if (have == 0)
         return payi_err_set(err, PAYI_CONFLICT, "expected_version",
-                            "expected %s, but stream \"%.*s\" does not exist (actual version -1)", want,
-                            (int)a->stream_len, a->stream);
-    return payi_err_set(err, PAYI_CONFLICT, "expected_version",
-                        "expected %s, but stream \"%.*s\" is at version %" PRId64, want, (int)a->stream_len,
-                        a->stream, actual);
+                            "%s, but stream \"%.*s\" does not exist (actual version -1)", want, (int)a->stream_len,
+                            a->stream);
+    return payi_err_set(err, PAYI_CONFLICT, "expected_version", "%s, but stream \"%.*s\" is at version %" PRId64,
+                        want, (int)a->stream_len, a->stream, actual);
 }
 
 static size_t append_bytes(const log_append *a)
@@ -1046,7 +1054,8 @@ payi_code log_append_one(payi_log *log, log_append *a)
 /* ---------------------------------------------------------------- reads */
 
 /* Where the record at position lives: segment fd, offset and length. */
-static bool locate(payi_log *log, uint64_t position, int *fd, uint64_t *off, uint64_t *len, uint64_t *seg_end)
+static bool locate(payi_log *log, uint64_t position, int *fd, uint64_t *off, uint64_t *len, uint64_t *seg_end,
+                   uint64_t *seg_first)
 {
     pthread_rwlock_rdlock(&log->rw);
     size_t lo = 0, hi = log->nsegs;
@@ -1063,6 +1072,7 @@ static bool locate(payi_log *log, uint64_t position, int *fd, uint64_t *off, uin
         uint64_t i = position - s->first;
         if (position >= s->first && i < s->count) {
             *fd = s->fd;
+            *seg_first = s->first;
             *off = s->offsets[i];
             *seg_end = s->end;
             *len = (i + 1 < s->count ? s->offsets[i + 1] : s->end) - *off;
@@ -1106,29 +1116,30 @@ static void fill_event(log_event *ev, const rec_view *r)
     ev->meta_len = r->meta_len;
 }
 
-static payi_code decode_checked(payi_log *log, const unsigned char *p, size_t avail, uint64_t position, uint64_t off,
-                                rec_view *r, payi_err *err)
+static payi_code decode_checked(payi_log *log, const unsigned char *p, size_t avail, uint64_t position,
+                                uint64_t seg_first, uint64_t off, rec_view *r, payi_err *err)
 {
     rec_status st = rec_decode(p, avail, max_record_total(&log->opt), r);
     if (st == REC_OK && r->position == position)
         return PAYI_OK;
-    return payi_err_set(err, PAYI_CORRUPT, NULL,
-                        "record for position %" PRIu64 " at byte offset %" PRIu64 " of a segment in %s: %s", position,
-                        off, log->dir, st == REC_OK ? "position mismatch" : rec_status_text(st));
+    char path[4096];
+    seg_path(path, sizeof path, log->dir, seg_first, "seg");
+    return payi_err_set(err, PAYI_CORRUPT, NULL, "corruption in %s at byte offset %" PRIu64 " (position %" PRIu64 "): %s",
+                        path, off, position, st == REC_OK ? "position mismatch" : rec_status_text(st));
 }
 
 /* Read one record (CRC verified) into b. */
 static payi_code read_record(payi_log *log, uint64_t position, buf *b, rec_view *r, payi_err *err)
 {
     int fd;
-    uint64_t off, len, end;
-    if (!locate(log, position, &fd, &off, &len, &end))
+    uint64_t off, len, end, first;
+    if (!locate(log, position, &fd, &off, &len, &end, &first))
         return payi_err_set(err, PAYI_NOT_FOUND, NULL, "no event at position %" PRIu64, position);
     buf_reset(b);
     buf_reserve(b, len);
     if (pread_all(fd, b->data, len, off) != PAYI_OK)
         return payi_err_sys(err, PAYI_IO, errno, "cannot read position %" PRIu64 " in %s", position, log->dir);
-    return decode_checked(log, (const unsigned char *)b->data, len, position, off, r, err);
+    return decode_checked(log, (const unsigned char *)b->data, len, position, first, off, r, err);
 }
 
 /* Version of the event at position, for repeated ids.  Staged records are read
@@ -1188,6 +1199,41 @@ payi_code log_read_stream(payi_log *log, const char *stream, uint32_t stream_len
     }
     buf_release(&b);
     free(want);
+    return rc;
+}
+
+payi_code log_read_all(payi_log *log, uint64_t from, uint64_t limit, bool backwards, log_event_fn fn, void *ctx,
+                       payi_err *err)
+{
+    uint64_t head = log->head;
+    if (!backwards) {
+        log_cursor cur;
+        log_cursor_at(&cur, from);
+        log_sub *s = log_sub_open(log, &cur);
+        payi_code rc = PAYI_OK;
+        log_event ev;
+        for (uint64_t n = 0; (!limit || n < limit) && s->next < head; n++) {
+            if ((rc = log_sub_next(s, &ev, 0, err)) != PAYI_OK || fn(ctx, &ev) != 0)
+                break;
+        }
+        log_sub_close(s);
+        return rc == PAYI_TIMEOUT ? PAYI_OK : rc;
+    }
+    if (head == 0)
+        return PAYI_OK;
+    buf b = BUF_INIT;
+    payi_code rc = PAYI_OK;
+    uint64_t top = from >= head ? head - 1 : from;
+    for (uint64_t n = 0, pos = top; !limit || n < limit; n++, pos--) {
+        rec_view r;
+        log_event ev;
+        if ((rc = read_record(log, pos, &b, &r, err)) != PAYI_OK)
+            break;
+        fill_event(&ev, &r);
+        if (fn(ctx, &ev) != 0 || pos == 0)
+            break;
+    }
+    buf_release(&b);
     return rc;
 }
 
@@ -1262,14 +1308,6 @@ static payi_code ro_wait(payi_log *log, int timeout_ms, payi_err *err)
 
 /* ---------------------------------------------------------------- subscriptions */
 
-struct log_sub {
-    payi_log *log;
-    uint64_t next;
-    buf chunk;             /* bytes of one segment, starting at chunk_off */
-    int chunk_fd;
-    uint64_t chunk_off;
-};
-
 log_sub *log_sub_open(payi_log *log, const log_cursor *from)
 {
     log_sub *s = xcalloc(1, sizeof *s);
@@ -1337,8 +1375,8 @@ payi_code log_sub_next(log_sub *s, log_event *ev, int timeout_ms, payi_err *err)
             return rc;
     }
     int fd;
-    uint64_t off, len, seg_end;
-    if (!locate(log, s->next, &fd, &off, &len, &seg_end))
+    uint64_t off, len, seg_end, seg_first;
+    if (!locate(log, s->next, &fd, &off, &len, &seg_end, &seg_first))
         return payi_err_set(err, PAYI_NOT_FOUND, NULL, "no event at position %" PRIu64, s->next);
     /* Serve from the chunk when it holds the record; else read ahead. */
     if (fd != s->chunk_fd || off < s->chunk_off || off + len > s->chunk_off + s->chunk.len) {
@@ -1355,7 +1393,7 @@ payi_code log_sub_next(log_sub *s, log_event *ev, int timeout_ms, payi_err *err)
     }
     rec_view r;
     payi_code rc = decode_checked(log, (const unsigned char *)s->chunk.data + (off - s->chunk_off), len, s->next,
-                                  off, &r, err);
+                                  seg_first, off, &r, err);
     if (rc != PAYI_OK)
         return rc;
     fill_event(ev, &r);

@@ -140,6 +140,11 @@ typedef int (*log_event_fn)(void *ctx, const log_event *ev);
 payi_code log_read_stream(payi_log *log, const char *stream, uint32_t stream_len, uint64_t from,
                           uint64_t limit, bool backwards, log_event_fn fn, void *ctx, payi_err *err);
 
+/* Calls fn for each event from global position `from` forward, or with
+ * backwards from `from` down to 0 (from >= head: the last); limit as above. */
+payi_code log_read_all(payi_log *log, uint64_t from, uint64_t limit, bool backwards, log_event_fn fn, void *ctx,
+                       payi_err *err);
+
 /* The version of stream's last event, or -1 when it has none. */
 int64_t log_stream_version(payi_log *log, const char *stream, uint32_t stream_len);
 

@@ -59,10 +59,14 @@ rec_status rec_decode(const unsigned char *p, size_t avail, uint32_t max_total, 
     if (total < REC_HEADER_SIZE || total > max_total || sum != total || p[65] || p[66] || p[67] ||
         slen == 0 || slen > REC_MAX_NAME || tlen == 0 || tlen > REC_MAX_NAME)
         return REC_BAD_HEADER;
-    if (avail < total)
+    size_t padded = rec_padded(total);
+    if (avail < padded)   /* the padding is part of the write: without it the write was torn */
         return REC_SHORT;
     if (crc32c(0, p + 8, total - 8) != get_u32(p + 4))
         return REC_BAD_CRC;
+    for (size_t i = total; i < padded; i++)
+        if (p[i])   /* padding is not under the CRC, so check it is what the encoder wrote */
+            return REC_BAD_PADDING;
     out->total_len = total;
     out->position = get_u64(p + 8);
     out->time_ns = (int64_t)get_u64(p + 16);
@@ -88,6 +92,7 @@ const char *rec_status_text(rec_status s)
     case REC_SHORT: return "record cut short (torn write)";
     case REC_BAD_HEADER: return "invalid record header";
     case REC_BAD_CRC: return "checksum mismatch";
+    case REC_BAD_PADDING: return "nonzero padding after the record";
     }
     return "unknown";
 }

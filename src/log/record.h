@@ -25,7 +25,7 @@
  * Invariants a decoder enforces (anything else is "not a record"):
  *   1. total_len == 68 + stream_len + type_len + meta_len + data_len,
  *      total_len <= the caller's maximum, reserved bytes zero.
- *   2. crc matches.
+ *   2. crc matches, and the padding bytes are all zero.
  *   3. stream_len and type_len are 1..255.
  */
 #ifndef PAYI_RECORD_H
@@ -78,9 +78,10 @@ typedef enum {
     REC_SHORT,      /* fewer bytes available than the header or total_len claims */
     REC_BAD_HEADER, /* lengths inconsistent, reserved bits set, or beyond max */
     REC_BAD_CRC,
+    REC_BAD_PADDING, /* the zero bytes after the record are not zero */
 } rec_status;
 
-/* Decode the record at p (avail bytes readable).  max_total bounds total_len.
+/* Decode the record at p (avail bytes readable; a record needs its padding too).  max_total bounds total_len.
  * On REC_OK fills *out (borrowing from p).  Never reads past p + avail. */
 rec_status rec_decode(const unsigned char *p, size_t avail, uint32_t max_total, rec_view *out);
 

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Build the libFuzzer targets with clang into build-fuzz/.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+mkdir -p build-fuzz
+CFLAGS=(-g -O1 -std=c11 -D_GNU_SOURCE -Isrc -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all)
+base=(src/base/buf.c src/base/mem.c src/base/crc32c.c src/base/uuid.c)
+clang "${CFLAGS[@]}" tests/fuzz/fuzz_record.c src/log/record.c "${base[@]}" -o build-fuzz/fuzz_record
+clang "${CFLAGS[@]}" tests/fuzz/fuzz_json.c src/base/json.c src/base/buf.c src/base/mem.c -o build-fuzz/fuzz_json
+echo "fuzz targets in build-fuzz/: fuzz_record fuzz_json"
