@@ -43,7 +43,7 @@ typedef struct json_node {
 #define JSON_F_ESCAPED 1u   /* string contains backslash escapes (decode needed) */
 #define JSON_F_INTEGER 2u   /* number has no fraction and no exponent */
 
-typedef struct json_limits {
+typedef struct json_limits {   /* a zero field means its default */
     uint32_t max_depth;   /* default 64 */
     uint32_t max_nodes;   /* default 1,000,000 */
 } json_limits;
@@ -64,12 +64,13 @@ typedef struct json_error {
 #define JSON_DOC_INIT {NULL, 0, NULL, 0, 0}
 
 /* Parse src[0..len).  Returns true on success; on failure fills err (if not
- * NULL) and doc->n is unspecified.  limits may be NULL for the defaults.
+ * NULL) and sets doc->n to 0.  limits may be NULL for the defaults.
  * Sources longer than UINT32_MAX bytes are refused. */
 bool json_parse(json_doc *doc, const char *src, size_t len, const json_limits *limits, json_error *err);
 void json_doc_release(json_doc *doc);   /* frees nodes; doc can be parsed into again */
 
-/* Navigation.  Indexes are node indexes in doc->nodes. */
+/* Navigation.  Indexes are node indexes in doc->nodes.  json_first_child is
+ * meaningful only for a container whose count is > 0. */
 static inline uint32_t json_first_child(const json_doc *d, uint32_t i) { (void)d; return i + 1; }
 static inline uint32_t json_next_sibling(const json_doc *d, uint32_t i) { return d->nodes[i].next; }
 /* Value node of key in object obj, or UINT32_MAX when absent (key compared

@@ -2,6 +2,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "base/mem.h"
 
@@ -103,7 +104,7 @@ void stream_push(stream_entry *s, uint64_t position)
 
 /* ---- ids ---- */
 
-static uint64_t ids_hash(const payi_uuid *id)
+static uint64_t ids_key(const payi_uuid *id)
 {
     /* Client ids are not trusted to be random: mix all 16 bytes. */
     uint64_t a, b;
@@ -113,14 +114,28 @@ static uint64_t ids_hash(const payi_uuid *id)
     h ^= h >> 29;
     h *= 0xBF58476D1CE4E5B9ull;
     h ^= h >> 32;
-    return h;
+    return h ? h : 1;
+}
+
+static struct id_slot *ids_alloc(uint64_t nslots)
+{
+    size_t bytes = nslots * sizeof(struct id_slot);
+    struct id_slot *p = xcalloc(nslots, sizeof *p);
+#ifdef MADV_HUGEPAGE
+    if (bytes >= (64u << 20)) {   /* big tables: fewer page faults and TLB misses; advisory only */
+        uintptr_t start = ((uintptr_t)p + 4095) & ~(uintptr_t)4095;
+        if (start < (uintptr_t)p + bytes)
+            madvise((void *)start, (uintptr_t)p + bytes - start, MADV_HUGEPAGE);
+    }
+#endif
+    return p;
 }
 
 void ids_init(id_table *t)
 {
     t->nslots = 1024;
     t->n = 0;
-    t->slots = xcalloc(t->nslots, sizeof *t->slots);
+    t->slots = ids_alloc(t->nslots);
 }
 
 void ids_release(id_table *t)
@@ -129,62 +144,77 @@ void ids_release(id_table *t)
     memset(t, 0, sizeof *t);
 }
 
-static uint64_t ids_slot(const id_table *t, const payi_uuid *id)
+static bool ids_full(uint64_t n, uint64_t nslots) { return n * 10 > nslots * 7; }   /* load <= 0.7 */
+
+static void ids_place(struct id_slot *slots, uint64_t mask, uint64_t key, uint64_t position)
 {
-    uint64_t mask = t->nslots - 1;
-    for (uint64_t i = ids_hash(id) & mask;; i = (i + 1) & mask)
-        if (uuid_is_nil(&t->slots[i].id) || memcmp(&t->slots[i].id, id, sizeof *id) == 0)
-            return i;
+    uint64_t i = key & mask;
+    while (slots[i].key)
+        i = (i + 1) & mask;
+    slots[i].key = key;
+    slots[i].position = position;
 }
 
-bool ids_find(const id_table *t, const payi_uuid *id, uint64_t *position)
-{
-    uint64_t i = ids_slot(t, id);
-    if (uuid_is_nil(&t->slots[i].id))
-        return false;
-    *position = t->slots[i].position;
-    return true;
-}
-
-static void ids_grow(id_table *t)
+static void ids_rehash(id_table *t, uint64_t nslots)
 {
     struct id_slot *old = t->slots;
     uint64_t oldn = t->nslots;
-    t->nslots *= 2;
-    t->slots = xcalloc(t->nslots, sizeof *t->slots);
+    t->slots = ids_alloc(nslots);
+    t->nslots = nslots;
     for (uint64_t i = 0; i < oldn; i++)
-        if (!uuid_is_nil(&old[i].id))
-            t->slots[ids_slot(t, &old[i].id)] = old[i];
+        if (old[i].key)
+            ids_place(t->slots, nslots - 1, old[i].key, old[i].position);
     free(old);
+}
+
+void ids_reserve(id_table *t, uint64_t n)
+{
+    uint64_t nslots = t->nslots;
+    while (ids_full(n, nslots))
+        nslots *= 2;
+    if (nslots != t->nslots)
+        ids_rehash(t, nslots);
+}
+
+bool ids_find(const id_table *t, const payi_uuid *id, id_confirm_fn confirm, void *ctx, uint64_t *position)
+{
+    uint64_t key = ids_key(id), mask = t->nslots - 1;
+    for (uint64_t i = key & mask; t->slots[i].key; i = (i + 1) & mask) {
+        if (t->slots[i].key == key && (!confirm || confirm(ctx, t->slots[i].position, id))) {
+            *position = t->slots[i].position;
+            return true;
+        }
+    }
+    return false;
 }
 
 void ids_insert(id_table *t, const payi_uuid *id, uint64_t position)
 {
-    if ((t->n + 1) * 2 > t->nslots)   /* load <= 1/2: probes stay short */
-        ids_grow(t);
-    uint64_t i = ids_slot(t, id);
-    t->slots[i].id = *id;
-    t->slots[i].position = position;
+    if (ids_full(t->n + 1, t->nslots))
+        ids_rehash(t, t->nslots * 2);
+    ids_place(t->slots, t->nslots - 1, ids_key(id), position);
     t->n++;
 }
 
-void ids_remove(id_table *t, const payi_uuid *id)
+void ids_remove(id_table *t, const payi_uuid *id, uint64_t position)
 {
-    uint64_t mask = t->nslots - 1;
-    uint64_t i = ids_slot(t, id);
-    if (uuid_is_nil(&t->slots[i].id))
+    uint64_t key = ids_key(id), mask = t->nslots - 1, i = key & mask;
+    while (t->slots[i].key && !(t->slots[i].key == key && t->slots[i].position == position))
+        i = (i + 1) & mask;
+    if (!t->slots[i].key)
         return;
     /* Backward-shift deletion: move later members of the probe run into the
      * hole when their home slot does not lie strictly between hole and them. */
     uint64_t hole = i;
-    for (uint64_t j = (i + 1) & mask; !uuid_is_nil(&t->slots[j].id); j = (j + 1) & mask) {
-        uint64_t home = ids_hash(&t->slots[j].id) & mask;
+    for (uint64_t j = (i + 1) & mask; t->slots[j].key; j = (j + 1) & mask) {
+        uint64_t home = t->slots[j].key & mask;
         bool between = hole <= j ? (home > hole && home <= j) : (home > hole || home <= j);
         if (!between) {
             t->slots[hole] = t->slots[j];
             hole = j;
         }
     }
-    memset(&t->slots[hole], 0, sizeof t->slots[hole]);
+    t->slots[hole].key = 0;
+    t->slots[hole].position = 0;
     t->n--;
 }

@@ -43,23 +43,30 @@ stream_entry *streams_find(const stream_table *t, const char *name, uint32_t len
 stream_entry *streams_get(stream_table *t, const char *name, uint32_t len, uint32_t *number);
 void stream_push(stream_entry *s, uint64_t position);
 
+/* Slots hold a 64-bit fingerprint of the id, not the id: half the memory,
+ * and a probe compares one word.  Two ids may share a fingerprint, so a hit
+ * is confirmed by the caller (the log reads the event's id at the position). */
 typedef struct id_table {
     struct id_slot {
-        payi_uuid id;
+        uint64_t key;       /* fingerprint, never 0; 0 marks an empty slot */
         uint64_t position;
-    } *slots;               /* the nil UUID marks an empty slot */
+    } *slots;
     uint64_t nslots;        /* power of two */
     uint64_t n;
 } id_table;
 
+/* Confirms that the event at position has this id. */
+typedef bool (*id_confirm_fn)(void *ctx, uint64_t position, const payi_uuid *id);
+
 void ids_init(id_table *t);
 void ids_release(id_table *t);
-/* Position of id, or false. */
-bool ids_find(const id_table *t, const payi_uuid *id, uint64_t *position);
-/* Insert (id must not be nil nor present). */
+/* Make room for n entries in all, so that loading them never rehashes. */
+void ids_reserve(id_table *t, uint64_t n);
+/* Position of id, or false.  confirm may be NULL to trust fingerprints. */
+bool ids_find(const id_table *t, const payi_uuid *id, id_confirm_fn confirm, void *ctx, uint64_t *position);
 void ids_insert(id_table *t, const payi_uuid *id, uint64_t position);
-/* Remove id if present (undoes a staged insert). */
-void ids_remove(id_table *t, const payi_uuid *id);
+/* Remove the entry of id at position if present (undoes a staged insert). */
+void ids_remove(id_table *t, const payi_uuid *id, uint64_t position);
 
 uint32_t index_hash_bytes(const void *p, size_t n);
 

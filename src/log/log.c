@@ -102,6 +102,12 @@ struct payi_log {
     _Atomic uint64_t head;
 
     id_table ids;
+    seg_cid **id_batches;        /* loader input: client ids per segment, owned */
+    size_t *id_batch_len;
+    size_t n_id_batches;
+    bool ids_ready;              /* under mu: the id table holds every client id */
+    bool loader_started;
+    pthread_t loader;
 
     pthread_mutex_t mu;
     pthread_cond_t work_cond;    /* writer: a submission arrived or stop */
@@ -208,10 +214,7 @@ static int index_record(void *ctx, const rec_view *r, uint64_t offset)
     stream_entry *s = streams_get(&ic->log->streams, r->stream, r->stream_len, &num);
     stream_push(s, r->position);
     s->pending = s->count;
-    seg_add_record(ic->seg, offset, num, r);
-    uint64_t old;
-    if ((r->flags & REC_F_CLIENT_ID) && !ids_find(&ic->log->ids, &r->id, &old))
-        ids_insert(&ic->log->ids, &r->id, r->position);
+    seg_add_record(ic->seg, offset, num, r);   /* client ids go to seg->cids, for the id loader */
     return 0;
 }
 
@@ -261,7 +264,7 @@ static payi_code load_sealed(payi_log *log, segment *seg, payi_err *err)
     struct stat st;
     if (fstat(seg->fd, &st) != 0)
         return payi_err_sys(err, PAYI_IO, errno, "cannot stat %s", path);
-    payi_code rc = seg_load_index(log->dir, seg, (uint64_t)st.st_size, &log->streams, &log->ids, err);
+    payi_code rc = seg_load_index(log->dir, seg, (uint64_t)st.st_size, &log->streams, err);
     if (rc != PAYI_NOT_FOUND)
         return rc;
     seg_scan_result res;
@@ -281,10 +284,8 @@ static payi_code load_sealed(payi_log *log, segment *seg, payi_err *err)
             fprintf(stderr, "payi: warning: %s (the segment will be scanned again at next open)\n", ierr.msg);
     }
     free(seg->stream_nums);
-    free(seg->cids);
     seg->stream_nums = NULL;
-    seg->cids = NULL;
-    seg->stream_nums_cap = seg->ncids = seg->cids_cap = 0;
+    seg->stream_nums_cap = 0;
     return PAYI_OK;
 }
 
@@ -408,6 +409,76 @@ static payi_code open_head_file(payi_log *log, payi_err *err)
 
 static void *writer_main(void *arg);
 
+/* ---- the id table loads in the background ----
+ * Ten million client ids take seconds to hash on this kind of machine, and
+ * only appends that carry ids need them.  So open hands the ids found in the
+ * segments to a loader thread and returns; reads and appends without ids go
+ * ahead, an append with ids waits until the table is complete. */
+
+static void take_id_batches(payi_log *log)
+{
+    log->id_batches = xcalloc(log->nsegs, sizeof *log->id_batches);
+    log->id_batch_len = xcalloc(log->nsegs, sizeof *log->id_batch_len);
+    for (size_t i = 0; i < log->nsegs; i++) {
+        segment *seg = &log->segs[i];
+        if (!seg->ncids)
+            continue;
+        bool active = i + 1 == log->nsegs;
+        if (active) {   /* the active segment keeps its own for its .idx */
+            log->id_batches[log->n_id_batches] = xmalloc(seg->ncids * sizeof *seg->cids);
+            memcpy(log->id_batches[log->n_id_batches], seg->cids, seg->ncids * sizeof *seg->cids);
+        } else {
+            log->id_batches[log->n_id_batches] = seg->cids;
+            seg->cids = NULL;
+            seg->cids_cap = 0;
+        }
+        log->id_batch_len[log->n_id_batches++] = seg->ncids;
+        if (!active)
+            seg->ncids = 0;
+    }
+}
+
+static void *id_loader_main(void *arg)
+{
+    payi_log *log = arg;
+    uint64_t total = 0;
+    for (size_t b = 0; b < log->n_id_batches; b++)
+        total += log->id_batch_len[b];
+    ids_reserve(&log->ids, total);
+    for (size_t b = 0; b < log->n_id_batches; b++) {
+        for (size_t i = 0; i < log->id_batch_len[b]; i++)
+            ids_insert(&log->ids, &log->id_batches[b][i].id, log->id_batches[b][i].position);
+        free(log->id_batches[b]);
+    }
+    pthread_mutex_lock(&log->mu);
+    log->ids_ready = true;
+    pthread_cond_broadcast(&log->done_cond);
+    pthread_mutex_unlock(&log->mu);
+    return NULL;
+}
+
+static payi_code start_id_loader(payi_log *log, payi_err *err)
+{
+    take_id_batches(log);
+    if (log->n_id_batches == 0) {
+        log->ids_ready = true;
+        return PAYI_OK;
+    }
+    if (pthread_create(&log->loader, NULL, id_loader_main, log) != 0)
+        return payi_err_set(err, PAYI_INTERNAL, NULL, "cannot start the id loader thread");
+    log->loader_started = true;
+    return PAYI_OK;
+}
+
+/* The writer, before it looks up a client id. */
+static void wait_ids_ready(payi_log *log)
+{
+    pthread_mutex_lock(&log->mu);
+    while (!log->ids_ready)
+        pthread_cond_wait(&log->done_cond, &log->mu);
+    pthread_mutex_unlock(&log->mu);
+}
+
 static payi_code ensure_dir(const char *dir, payi_err *err)
 {
     struct stat st;
@@ -468,6 +539,8 @@ payi_code log_open(payi_log **out, const char *dir, const log_options *opt, payi
     }
     if (rc == PAYI_OK)   /* beside a live writer, a reader shows only what it acknowledged */
         rc = load_segments(log, log->opt.read_only ? ro_head_limit(log) : UINT64_MAX, err);
+    if (rc == PAYI_OK && !log->opt.read_only)
+        rc = start_id_loader(log, err);
     if (rc == PAYI_OK && !log->opt.read_only) {
         write_head_file(log);
         if (pthread_create(&log->writer, NULL, writer_main, log) != 0)
@@ -495,6 +568,10 @@ void log_close(payi_log *log)
         pthread_mutex_unlock(&log->mu);
         pthread_join(log->writer, NULL);
     }
+    if (log->loader_started)
+        pthread_join(log->loader, NULL);
+    free(log->id_batches);
+    free(log->id_batch_len);
     for (size_t i = 0; i < log->nsegs; i++)
         seg_release(&log->segs[i]);
     free(log->segs);
@@ -632,7 +709,7 @@ static void staged_undo(payi_log *log, payi_code code, const payi_err *why)
         stream_entry *s = log->streams.items[r->stream_num];
         s->pending = s->count;
         if (r->flags & REC_F_CLIENT_ID)
-            ids_remove(&log->ids, &r->id);
+            ids_remove(&log->ids, &r->id, r->position);
     }
     for (size_t i = 0; i < log->nsappends; i++) {
         log_append *a = log->sappends[i].append;
@@ -769,14 +846,21 @@ static void append_fail(log_append *a, payi_code code, const payi_err *err)
     a->err.code = code;
 }
 
+static bool id_at(void *ctx, uint64_t position, const payi_uuid *id);
+
 /* All events repeated (return the originals), all new (append), or a mix (refuse). */
 static payi_code check_duplicates(payi_log *log, log_append *a, bool *all_dup, payi_err *err)
 {
     uint32_t dups = 0;
+    for (uint32_t i = 0; i < a->nevents; i++)
+        if (a->events[i].has_id) {
+            wait_ids_ready(log);
+            break;
+        }
     for (uint32_t i = 0; i < a->nevents; i++) {
         log_event_in *e = &a->events[i];
         uint64_t pos;
-        e->duplicate = e->has_id && ids_find(&log->ids, &e->id, &pos);
+        e->duplicate = e->has_id && ids_find(&log->ids, &e->id, id_at, log, &pos);
         if (e->duplicate) {
             e->position = pos;
             dups++;
@@ -1142,21 +1226,39 @@ static payi_code read_record(payi_log *log, uint64_t position, buf *b, rec_view 
     return decode_checked(log, (const unsigned char *)b->data, len, position, first, off, r, err);
 }
 
-/* Version of the event at position, for repeated ids.  Staged records are read
- * from the batch buffer; the writer is the only caller. */
+/* The event at position as the writer sees it: staged records come from the
+ * batch buffer, the others from disk.  Only for repeated ids: rare. */
+static bool writer_record_at(payi_log *log, uint64_t position, buf *b, rec_view *r)
+{
+    if (position >= log->head) {
+        if (position - log->head >= log->nstaged)
+            return false;
+        const staged_rec *s = &log->staged[position - log->head];
+        return rec_decode((const unsigned char *)log->batch.data + s->buf_off, rec_padded(s->total_len), UINT32_MAX,
+                          r) == REC_OK;
+    }
+    payi_err err;
+    return read_record(log, position, b, r, &err) == PAYI_OK;
+}
+
 static uint64_t version_at(payi_log *log, uint64_t position)
 {
-    rec_view r;
-    if (position >= log->head) {
-        const staged_rec *s = &log->staged[position - log->head];
-        rec_decode((const unsigned char *)log->batch.data + s->buf_off, s->total_len, UINT32_MAX, &r);
-        return r.version;
-    }
     buf b = BUF_INIT;
-    payi_err err;
-    uint64_t v = read_record(log, position, &b, &r, &err) == PAYI_OK ? r.version : 0;
+    rec_view r;
+    uint64_t v = writer_record_at(log, position, &b, &r) ? r.version : 0;
     buf_release(&b);
     return v;
+}
+
+/* Confirms a fingerprint hit of the id table. */
+static bool id_at(void *ctx, uint64_t position, const payi_uuid *id)
+{
+    payi_log *log = ctx;
+    buf b = BUF_INIT;
+    rec_view r;
+    bool same = writer_record_at(log, position, &b, &r) && memcmp(r.id.b, id->b, 16) == 0;
+    buf_release(&b);
+    return same;
 }
 
 payi_code log_read_stream(payi_log *log, const char *stream, uint32_t stream_len, uint64_t from, uint64_t limit,

@@ -389,7 +389,7 @@ static payi_code read_whole(const char *path, buf *out, payi_err *err)
 }
 
 payi_code seg_load_index(const char *dir, segment *seg, uint64_t seg_file_size, stream_table *streams,
-                         id_table *ids, payi_err *err)
+                         payi_err *err)
 {
     char path[4096];
     seg_path(path, sizeof path, dir, seg->first, "idx");
@@ -439,10 +439,11 @@ payi_code seg_load_index(const char *dir, segment *seg, uint64_t seg_file_size, 
         s->pending = s->count;
     }
     free(global);
+    seg->cids = xmalloc((ncids ? ncids : 1) * sizeof *seg->cids);
+    seg->ncids = seg->cids_cap = ncids;
     for (uint64_t i = 0; i < ncids; i++) {
-        payi_uuid id;
-        memcpy(id.b, limit + 24 * i, 16);
-        ids_insert(ids, &id, get64(limit + 24 * i + 16));
+        memcpy(seg->cids[i].id.b, limit + 24 * i, 16);
+        seg->cids[i].position = get64(limit + 24 * i + 16);
     }
     seg->count = n;
     seg->end = seg_file_size;

@@ -61,6 +61,8 @@ typedef struct segment {
     /* Kept for the active segment only, to write its .idx when sealed. */
     uint32_t *stream_nums;   /* stream number of each record */
     size_t stream_nums_cap;
+    /* Client ids of the segment: kept for the active one (for its .idx), and
+     * for sealed ones only until the id table has loaded them. */
     seg_cid *cids;
     size_t ncids, cids_cap;
 } segment;
@@ -102,10 +104,11 @@ payi_code seg_scan(const segment *seg, const char *path, uint64_t from, uint64_t
 
 /* Write DIR/<first>.idx for a complete segment (atomic: temp file, fsync, rename). */
 payi_code seg_write_index(const char *dir, const segment *seg, const stream_table *streams, payi_err *err);
-/* Load a .idx into seg and the indexes.  PAYI_NOT_FOUND when it is missing
- * or does not match (the caller rescans); other codes are I/O errors. */
+/* Load a .idx into seg (offsets, client ids in seg->cids) and the stream
+ * table.  PAYI_NOT_FOUND when it is missing or does not match (the caller
+ * rescans); other codes are I/O errors. */
 payi_code seg_load_index(const char *dir, segment *seg, uint64_t seg_file_size, stream_table *streams,
-                         id_table *ids, payi_err *err);
+                         payi_err *err);
 
 payi_code dir_fsync(const char *dir, payi_err *err);
 

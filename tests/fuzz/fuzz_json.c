@@ -30,7 +30,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size);
 
 /* Reused across runs, as a server reuses them across requests. */
 static json_doc doc = JSON_DOC_INIT, doc2 = JSON_DOC_INIT, tiny = JSON_DOC_INIT;
-static buf out1, out2, text, again;
+static buf out1, out2, text, again, key;
 
 static void check_error(const json_error *e, const char *src, size_t size)
 {
@@ -65,8 +65,13 @@ static unsigned check_tree(const json_doc *d, size_t size)
         for (uint32_t c = i + 1; c < nd->next; c = d->nodes[c].next) {
             const json_node *ch = &d->nodes[c];
             EXPECT(ch->start > nd->start && ch->start + ch->len < nd->start + nd->len);
-            if (nd->kind == JSON_OBJECT && children % 2 == 0)
+            if (nd->kind == JSON_OBJECT && children % 2 == 0) {
                 EXPECT(ch->kind == JSON_STRING);
+                /* Keys are unique, so looking one up finds its own value. */
+                EXPECT(json_get_string(d, c, &key));
+                if (!memchr(key.data, '\0', key.len))
+                    EXPECT(json_object_get(d, i, key.data) == c + 1);
+            }
             children++;
         }
         EXPECT(children == (nd->kind == JSON_OBJECT ? 2 * nd->count : nd->count));

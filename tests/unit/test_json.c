@@ -522,6 +522,12 @@ TEST(json_limits_depth)
     reject_with(&d, deep, strlen(deep), NULL, "nesting deeper than 64 (limit max_depth)", 64);
     free(ok);
     free(deep);
+
+    /* A zero field means the default. */
+    json_limits zero = {0, 0};
+    deep = nested(65, '[', ']');
+    reject_with(&d, deep, strlen(deep), &zero, "nesting deeper than 64", 64);
+    free(deep);
     /* Objects count the same; scalars do not add depth. */
     json_limits lim = {3, 0};
     CHECK(json_parse(&d, "{\"a\":[{\"b\":1}]}", 15, &lim, NULL));

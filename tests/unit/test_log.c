@@ -200,11 +200,11 @@ TEST(index_ids_insert_find_remove)
         ids_insert(&t, &ids[i], (uint64_t)i);
     }
     for (int i = 0; i < N; i += 2)
-        ids_remove(&t, &ids[i]);
+        ids_remove(&t, &ids[i], (uint64_t)i);
     int wrong = 0;
     for (int i = 0; i < N; i++) {
         uint64_t pos;
-        bool found = ids_find(&t, &ids[i], &pos);
+        bool found = ids_find(&t, &ids[i], NULL, NULL, &pos);
         if (found != (i % 2 == 1) || (found && pos != (uint64_t)i))
             wrong++;
     }
