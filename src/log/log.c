@@ -118,6 +118,7 @@ struct payi_log {
     bool writer_started;
     pthread_t writer;
     payi_code state;
+    _Atomic bool failed;         /* state != OK, readable without mu on the hot path */
     payi_err state_err;
 
     /* writer-only batch state */
@@ -613,6 +614,7 @@ static void log_fail(payi_log *log, const payi_err *why)
     pthread_mutex_lock(&log->mu);
     if (log->state == PAYI_OK) {
         log->state = PAYI_READ_ONLY;
+        log->failed = true;
         log->state_err = *why;
         log->state_err.code = PAYI_READ_ONLY;
         fprintf(stderr, "payi: log is now read-only: %s\n", why->msg);
@@ -985,7 +987,7 @@ static void stage_append(payi_log *log, log_append *a, log_submission *sub)
 {
     payi_err err;
     a->actual_version = -1;
-    if (log_state(log, &err) != PAYI_OK)
+    if (log->failed && log_state(log, &err) != PAYI_OK)
         return append_fail(a, PAYI_READ_ONLY, &err);
     bool all_dup;
     if (check_duplicates(log, a, &all_dup, &err) != PAYI_OK)
