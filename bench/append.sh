@@ -239,18 +239,41 @@ csv_rps() {
 }
 
 # run_redis_workload NAME KIND CLIENTS PIPELINE: XADD of a 100-byte field
-# value to one stream.  redis-benchmark has no time limit, only a request
-# count, so a short calibration run measures the rate and -n is set to last
-# about $BENCH_SECONDS (bounded by REDIS_MAX_REQUESTS and a timeout).
+# value to one stream, on a fresh server with an empty AOF — so every run
+# starts empty like the PostgreSQL runs, and the AOF of the pipelined runs
+# (GBs) does not pile up on the disk.  redis-benchmark has no time limit, only
+# a request count, so a short calibration run measures the rate and -n is set
+# to last about $BENCH_SECONDS (bounded by REDIS_MAX_REQUESTS and a timeout).
 run_redis_workload() {
   local name=$1 kind=$2 clients=$3 pipeline=$4
-  local value chunk cal_n n cal_rps rc=0 aof0 aof1 xlen
+  local port dir=$SCRATCH/redis.$name
+  port=$(free_port)
+  if ! redis_start "$dir" "$port" 2>"$RAW/$name.start.err"; then
+    report error --out "$PIECES/redis.$name.json" --engine redis --name "$name" \
+      --reason "redis-server did not start: $(tail -n 1 "$RAW/$name.start.err")"
+    redis_stop
+    return 0
+  fi
+  measure_redis_workload "$name" "$kind" "$clients" "$pipeline"
+  redis_stop
+  rm -rf -- "$dir"
+  sync
+}
+
+measure_redis_workload() {
+  local name=$1 kind=$2 clients=$3 pipeline=$4
+  local value chunk cal_n n cal_rps rc=0 aof0 aof1 xlen aof_enabled
+  aof_enabled=$(redis_field aof_enabled) || aof_enabled=
+  if [ "$aof_enabled" != 1 ]; then
+    report error --out "$PIECES/redis.$name.json" --engine redis --name "$name" \
+      --reason "INFO persistence says the AOF is off (aof_enabled:$aof_enabled)"
+    return 0
+  fi
   value=$(redis_payload)
   chunk=$((clients * pipeline))
   local bench=(redis-benchmark -h 127.0.0.1 -p "$REDIS_PORT" -c "$clients" -P "$pipeline" --csv)
   local cmd=(XADD bench '*' data "$value")
 
-  redis_cmd flushall >/dev/null
   cal_n=$((chunk * 200 > 2000 ? chunk * 200 : 2000))
   timeout --kill-after=5 60 "${bench[@]}" -n "$cal_n" "${cmd[@]}" >"$RAW/$name.cal.csv" 2>&1 || true
   cal_rps=$(csv_rps "$RAW/$name.cal.csv")
@@ -277,36 +300,19 @@ print(max(c, n // c * c))" "$cal_rps" "$BENCH_SECONDS" "$chunk" "$cal_n" "$REDIS
   report redis --out "$PIECES/redis.$name.json" --name "$name" --kind "$kind" \
     --clients "$clients" --pipeline "$pipeline" --requests "$n" --rc "$rc" \
     --csv "$RAW/$name.csv" --calibration-rps "$cal_rps" \
-    --aof-enabled "$(redis_field aof_enabled)" \
+    --aof-enabled "$aof_enabled" \
     --appendfsync "$(redis_cmd config get appendfsync | tail -n 1)" \
     ${xlen:+--xlen "$xlen"} ${aof_bytes:+--aof-bytes "$aof_bytes"}
   log "Redis $name: $(csv_rps "$RAW/$name.csv" || true) requests/s, XLEN $xlen of $n"
 }
 
 run_redis() {
-  local port
-  port=$(free_port)
-  log "Redis: start on 127.0.0.1:$port (appendonly yes, appendfsync always)"
-  if ! redis_start "$SCRATCH/redis" "$port" 2>"$RAW/redis_start.err"; then
-    report error --out "$PIECES/redis.phase.json" --engine redis --name phase \
-      --reason "redis-server did not start: $(tail -n 1 "$RAW/redis_start.err")"
-    redis_stop
-    return 0
-  fi
-  if [ "$(redis_field aof_enabled)" != 1 ]; then
-    report error --out "$PIECES/redis.phase.json" --engine redis --name phase \
-      --reason "INFO persistence says the AOF is off"
-    redis_stop
-    return 0
-  fi
+  log "Redis: one fresh server per run on 127.0.0.1 (appendonly yes, appendfsync always)"
   run_redis_workload redis_pipelined_c1 pipelined 1 "$REDIS_PIPELINE"
   run_redis_workload redis_pipelined_c8 pipelined 8 "$REDIS_PIPELINE"
   run_redis_workload redis_single_c1 single 1 1
   run_redis_workload redis_single_c8 single 8 1
   run_redis_workload redis_single_c64 single 64 1
-  redis_stop
-  rm -rf -- "$SCRATCH/redis"
-  sync
 }
 
 # ------------------------------------------------------------ 4. payi
@@ -357,6 +363,9 @@ main() {
   run_postgres
   log "4/4 Redis"
   run_redis
+  # A second look at how busy the machine is: other work that started
+  # mid-run would not show in the sample taken at the start.
+  report busy --out "$PIECES/busy_end.json"
 
   mkdir -p "$RESULTS"
   local rc=0 combine_flags=()

@@ -22,6 +22,7 @@ Subcommands:
            [--calibration-rps X] [--aof-enabled 0|1] [--appendfsync S]
   payi     --out F --bin PATH --rc RC --stdout F --stderr F   (or --missing REASON)
   error    --out F --engine E --name N --reason TEXT
+  busy     --out F                                  (CPU busy sample, end of run)
   combine  --pieces DIR --json OUT --md OUT [--require-payi]
            exit 0: all peers measured (payi measured, or absent and not
            required); 1: a peer or payi's run failed, or payi required and absent.
@@ -422,6 +423,10 @@ def cmd_payi(a):
                             stderr_tail=err.strip().splitlines()[-20:]))
 
 
+def cmd_busy(a):
+    write_json(a.out, piece("machine", "busy_end", cpu_busy=cpu_busy_fraction()))
+
+
 def cmd_error(a):
     write_json(a.out, piece(a.engine, a.name, ok=False, error=a.reason))
 
@@ -526,6 +531,17 @@ def target_line(t):
         as_ratio(t["ratio"]), as_ratio(t["threshold"], 0))
 
 
+def busy_samples(machine):
+    """[(when, fraction)] for the busy-CPU samples at or above BUSY_FRACTION."""
+    out = []
+    for key, when in (("cpu_busy_at_start", "before the start"),
+                      ("cpu_busy_at_end", "after the last run")):
+        b = machine.get(key)
+        if b is not None and b >= BUSY_FRACTION:
+            out.append((when, b))
+    return out
+
+
 def render_md(report):
     m = report["machine"]
     dd = report["disk"]
@@ -550,11 +566,12 @@ def render_md(report):
              % (m["versions"].get("postgres"), m["versions"].get("redis_server")))
     L.append("")
 
-    busy = m.get("cpu_busy_at_start")
-    if busy is not None and busy >= BUSY_FRACTION:
-        L.append("> **Warning:** the machine was busy when the bench started (%.0f %% of CPU "
-                 "time not idle in the second before it, across %s CPUs): something else "
-                 "was running, and every number below may be low." % (busy * 100, m.get("nproc")))
+    busy = busy_samples(m)
+    if busy:
+        L.append("> **Warning:** the machine was busy %s, in a one-second sample taken while "
+                 "no benchmark was running (share of CPU time not idle across %s CPUs): "
+                 "something else was running, and numbers below may be low or noisy."
+                 % (" and ".join("%s: %.0f %%" % (w, b * 100) for w, b in busy), m.get("nproc")))
         L.append("")
     if not payi.get("ok"):
         L.append("> **payi's part %s: %s.** The peer numbers below were measured; "
@@ -685,6 +702,7 @@ def render_md(report):
 def cmd_combine(a):
     pieces = load_pieces(a.pieces)
     machine = pieces.get(("machine", "machine"), {"versions": {}})
+    machine["cpu_busy_at_end"] = (pieces.get(("machine", "busy_end")) or {}).get("cpu_busy")
     dd = pieces.get(("disk", "dd")) or piece("disk", "dd", ok=False, error="dd not run")
     payi = pieces.get(("payi", "payi")) or piece("payi", "payi", ok=False,
                                                  error="payi not run", status="missing")
@@ -717,10 +735,9 @@ def cmd_combine(a):
     write_text(a.md, render_md(report))
 
     # Tell the caller (and the person reading the terminal) plainly.
-    busy = machine.get("cpu_busy_at_start")
-    if busy is not None and busy >= BUSY_FRACTION:
-        print("bench: WARNING: the machine was %.0f %% busy when the bench started; "
-              "numbers may be low" % (busy * 100), file=sys.stderr)
+    for when, b in busy_samples(machine):
+        print("bench: WARNING: the machine was %.0f %% busy %s; numbers may be low"
+              % (b * 100, when), file=sys.stderr)
     for t in targets:
         print(target_line(t).replace("**", ""), file=sys.stderr)
     peer_failures = [p for p in list(pg.values()) + list(rd.values()) + [dd] if not p["ok"]]
@@ -794,6 +811,10 @@ def main(argv):
     s.add_argument("--stdout", default="/dev/null")
     s.add_argument("--stderr", default="/dev/null")
     s.set_defaults(fn=cmd_payi)
+
+    s = sub.add_parser("busy")
+    s.add_argument("--out", required=True)
+    s.set_defaults(fn=cmd_busy)
 
     s = sub.add_parser("error")
     s.add_argument("--out", required=True)

@@ -849,6 +849,7 @@ static void append_fail(log_append *a, payi_code code, const payi_err *err)
 }
 
 static bool id_at(void *ctx, uint64_t position, const payi_uuid *id);
+static bool stream_at_is(payi_log *log, uint64_t position, const char *stream, uint32_t len);
 
 /* All events repeated (return the originals), all new (append), or a mix (refuse). */
 static payi_code check_duplicates(payi_log *log, log_append *a, bool *all_dup, payi_err *err)
@@ -863,9 +864,17 @@ static payi_code check_duplicates(payi_log *log, log_append *a, bool *all_dup, p
         log_event_in *e = &a->events[i];
         uint64_t pos;
         e->duplicate = e->has_id && ids_find(&log->ids, &e->id, id_at, log, &pos);
-        if (e->duplicate) {
-            e->position = pos;
-            dups++;
+        if (!e->duplicate)
+            continue;
+        e->position = pos;
+        dups++;
+        if (!stream_at_is(log, pos, a->stream, a->stream_len)) {
+            char id[UUID_STR_LEN + 1];
+            uuid_format(&e->id, id);
+            return payi_err_set(err, PAYI_VALIDATION, "id",
+                                "event id %s was already used at position %" PRIu64
+                                " by another stream; an id identifies one event of one stream",
+                                id, pos);
         }
     }
     *all_dup = dups == a->nevents;
@@ -1252,6 +1261,15 @@ static uint64_t version_at(payi_log *log, uint64_t position)
     return v;
 }
 
+static bool stream_at_is(payi_log *log, uint64_t position, const char *stream, uint32_t len)
+{
+    buf b = BUF_INIT;
+    rec_view r;
+    bool same = writer_record_at(log, position, &b, &r) && r.stream_len == len && memcmp(r.stream, stream, len) == 0;
+    buf_release(&b);
+    return same;
+}
+
 /* Confirms a fingerprint hit of the id table. */
 static bool id_at(void *ctx, uint64_t position, const payi_uuid *id)
 {
@@ -1366,6 +1384,16 @@ static payi_code ro_refresh(payi_log *log, payi_err *err)
     if (log->head_fd < 0)
         open_head_file(log, err);
     uint64_t limit = ro_head_limit(log);
+    if (log->nsegs == 0) {   /* a directory no writer has used yet: wait for its first segment */
+        segment first;
+        payi_err ignore;
+        if (seg_open(log->dir, 0, false, &first, &ignore) != PAYI_OK)
+            return PAYI_OK;
+        segment *s0 = push_segment(log);
+        pthread_rwlock_wrlock(&log->rw);
+        *s0 = first;
+        pthread_rwlock_unlock(&log->rw);
+    }
     for (;;) {
         segment *seg = active_seg(log);
         uint64_t before = seg->first + seg->count;
@@ -1378,7 +1406,8 @@ static payi_code ro_refresh(payi_log *log, payi_err *err)
             break;
         /* The writer may have rolled: continue in the next segment if it exists. */
         segment next;
-        if (seg_open(log->dir, now, false, &next, err) != PAYI_OK) {
+        payi_err ignore;
+        if (seg_open(log->dir, now, false, &next, &ignore) != PAYI_OK) {
             if (now == before)
                 break;
             continue;
@@ -1391,19 +1420,31 @@ static payi_code ro_refresh(payi_log *log, payi_err *err)
     return PAYI_OK;
 }
 
+#define RO_POLL_MS 50   /* only when inotify is unavailable (its per-user limits are exhausted) */
+
+/* Sleep until the directory changes or the timeout expires.  inotify wakes us
+ * when the writer writes HEAD; when the kernel refuses an inotify instance or
+ * watch, fall back to looking every RO_POLL_MS. */
 static payi_code ro_wait(payi_log *log, int timeout_ms, payi_err *err)
 {
-    if (log->inotify_fd < 0) {
-        log->inotify_fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
-        if (log->inotify_fd < 0 ||
-            inotify_add_watch(log->inotify_fd, log->dir, IN_MODIFY | IN_CREATE | IN_MOVED_TO) < 0)
-            return payi_err_sys(err, PAYI_IO, errno, "cannot watch %s", log->dir);
+    (void)err;
+    if (log->inotify_fd == -1) {
+        int fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+        if (fd >= 0 && inotify_add_watch(fd, log->dir, IN_MODIFY | IN_CREATE | IN_MOVED_TO) < 0) {
+            close(fd);
+            fd = -1;
+        }
+        log->inotify_fd = fd >= 0 ? fd : -2;
         return PAYI_OK;   /* something may have changed before the watch began: look again now */
+    }
+    if (log->inotify_fd == -2) {
+        int ms = timeout_ms < 0 || timeout_ms > RO_POLL_MS ? RO_POLL_MS : timeout_ms;
+        struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+        nanosleep(&ts, NULL);
+        return PAYI_OK;
     }
     struct pollfd p = {.fd = log->inotify_fd, .events = POLLIN};
     int r = poll(&p, 1, timeout_ms);
-    if (r < 0 && errno != EINTR)
-        return payi_err_sys(err, PAYI_IO, errno, "poll on %s", log->dir);
     char drain[4096];
     while (read(log->inotify_fd, drain, sizeof drain) > 0) {
     }
