@@ -216,56 +216,60 @@ static bool append_line(append_run *r, const char *line, size_t len, uint64_t li
     return true;
 }
 
-static int append_stream(append_run *r, uint64_t max_line)
+/* Read lines, decode them, and append them in batches: a batch is what one
+ * read() brought (or APPEND_MAX_BATCH lines), acknowledged before blocking on
+ * more input.  Returns false at the first failure, reported. */
+static bool append_lines(append_run *r, buf *in, uint64_t max_line)
 {
-    buf in = BUF_INIT;
     uint64_t lineno = 0;
-    bool eof = false, ok = true;
     size_t start = 0;   /* first unconsumed byte of in */
-    while (ok && !eof) {
-        buf_reserve(&in, 1 << 20);
-        ssize_t n = read(STDIN_FILENO, in.data + in.len, in.cap - in.len - 1);
+    for (bool eof = false; !eof;) {
+        buf_reserve(in, 1 << 20);
+        ssize_t n = read(STDIN_FILENO, in->data + in->len, in->cap - in->len - 1);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
             fprintf(stderr, "payi: cannot read standard input: %s\n", strerror(errno));
-            ok = false;
-            break;
+            append_flush(r);   /* what was read before stays appended and acknowledged */
+            return false;
         }
         eof = n == 0;
-        in.len += (size_t)n;
+        in->len += (size_t)n;
         for (;;) {
-            char *nl = memchr(in.data + start, '\n', in.len - start);
-            if (!nl && !(eof && start < in.len))
+            char *nl = memchr(in->data + start, '\n', in->len - start);
+            if (!nl && !(eof && start < in->len))
                 break;
-            size_t len = nl ? (size_t)(nl - (in.data + start)) : in.len - start;
-            if (!append_line(r, in.data + start, len, ++lineno)) {
-                ok = false;
-                break;
-            }
+            size_t len = nl ? (size_t)(nl - (in->data + start)) : in->len - start;
+            if (!append_line(r, in->data + start, len, ++lineno))
+                return false;
             start += len + (nl ? 1 : 0);
             if (r->batch.n >= APPEND_MAX_BATCH && !append_flush(r))
-                return 1;
+                return false;
         }
-        if (ok && in.len - start > max_line) {
+        if (in->len - start > max_line) {
             payi_err_set(&r->pending_err, PAYI_TOO_LARGE, NULL, "line is longer than %" PRIu64 " bytes", max_line);
             r->pending_line = lineno + 1;
-            ok = false;
+            return false;
         }
-        /* Keep the unconsumed tail at the front. */
-        memmove(in.data, in.data + start, in.len - start);
-        in.len -= start;
+        memmove(in->data, in->data + start, in->len - start);   /* keep the unconsumed tail in front */
+        in->len -= start;
         start = 0;
-        /* Acknowledge what we have before blocking on more input. */
-        if (ok && !append_flush(r))
-            return 1;
+        if (!append_flush(r))   /* acknowledge what we have before blocking on more input */
+            return false;
     }
+    return true;
+}
+
+static int append_stream(append_run *r, uint64_t max_line)
+{
+    buf in = BUF_INIT;
+    bool ok = append_lines(r, &in, max_line);
     buf_release(&in);
-    if (!append_flush(r))
-        return 1;
-    if (r->pending_line) {
+    /* A bad line stops decoding; the appends decoded before it still go in. */
+    if (!ok && r->pending_line) {
+        if (!append_flush(r))
+            return 1;
         cli_report(&r->pending_err, r->pending_line);
-        return 1;
     }
     return ok ? 0 : 1;
 }
