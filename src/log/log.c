@@ -24,7 +24,13 @@
  *      Without such a record the bad spot is a torn tail: truncate it.
  *      (A bit flip inside the very last acknowledged batch looks exactly like
  *      a torn tail and is truncated: no checksum scheme can tell them apart.)
- *   5. After a failed write or fdatasync the log is read-only for good (sticky
+ *   5. The writer writes with O_DIRECT (when the file system allows it): the
+ *      kernel's copy into the page cache was half of the writer's time.  Each
+ *      write covers whole 4 KiB pages from the page holding the current end:
+ *      the bytes of that partial page (`lead`) are written again, unchanged,
+ *      and the last page is padded with zeros, which scans accept as the
+ *      clean end.  Rolling or closing cuts the padding off.
+ *   6. After a failed write or fdatasync the log is read-only for good (sticky
  *      error): the kernel may have dropped the dirty pages, so a retried
  *      fsync could succeed over lost data.  ENOSPC on write is the exception:
  *      the file is truncated back to the last batch, nothing was visible, and
@@ -123,6 +129,10 @@ struct payi_log {
 
     /* writer-only batch state */
     buf batch;
+    unsigned char lead[4096];    /* file bytes [end & ~4095, end) of the active segment: */
+    size_t lead_len;             /*   O_DIRECT writes whole pages, so they are written again */
+    unsigned char *dbuf;         /* 4 KiB-aligned: lead + batch + zero padding */
+    size_t dcap;
     uint64_t next_pos;           /* next position to assign (head + staged) */
     staged_rec *staged;
     size_t nstaged, staged_cap;
@@ -135,7 +145,7 @@ struct payi_log {
     /* read-only logs following a writer in another process */
     int inotify_fd;
 
-    _Atomic uint64_t batches_written, fsyncs, truncated_bytes;
+    _Atomic uint64_t batches_written, fsyncs, truncated_bytes, indexes_rebuilt;
 };
 
 struct log_sub {
@@ -268,6 +278,7 @@ static payi_code load_sealed(payi_log *log, segment *seg, payi_err *err)
     payi_code rc = seg_load_index(log->dir, seg, (uint64_t)st.st_size, &log->streams, err);
     if (rc != PAYI_NOT_FOUND)
         return rc;
+    log->indexes_rebuilt++;
     seg_scan_result res;
     index_ctx ic = {log, seg};
     rc = seg_scan(seg, path, SEG_HEADER_SIZE, seg->first, max_record_total(&log->opt), UINT64_MAX, index_record,
@@ -409,6 +420,7 @@ static payi_code open_head_file(payi_log *log, payi_err *err)
 }
 
 static void *writer_main(void *arg);
+static payi_code load_lead_of(payi_log *log, segment *seg, payi_err *err);
 
 /* ---- the id table loads in the background ----
  * Ten million client ids take seconds to hash on this kind of machine, and
@@ -540,6 +552,10 @@ payi_code log_open(payi_log **out, const char *dir, const log_options *opt, payi
     }
     if (rc == PAYI_OK)   /* beside a live writer, a reader shows only what it acknowledged */
         rc = load_segments(log, log->opt.read_only ? ro_head_limit(log) : UINT64_MAX, err);
+    if (rc == PAYI_OK && !log->opt.read_only) {
+        seg_open_direct(log->dir, active_seg(log));
+        rc = load_lead_of(log, active_seg(log), err);
+    }
     if (rc == PAYI_OK && !log->opt.read_only)
         rc = start_id_loader(log, err);
     if (rc == PAYI_OK && !log->opt.read_only) {
@@ -557,6 +573,17 @@ payi_code log_open(payi_log **out, const char *dir, const log_options *opt, payi
     return PAYI_OK;
 }
 
+/* A clean close cuts the active segment's zero padding, so that the file
+ * ends at its last record; a crash leaves it, and the next open accepts it. */
+static void trim_active(payi_log *log)
+{
+    if (!log->nsegs || log->failed)
+        return;
+    segment *seg = active_seg(log);
+    if (seg->wfd >= 0 && (logio->ftruncate(seg->fd, (off_t)seg->end) != 0 || logio->fdatasync(seg->fd) != 0))
+        fprintf(stderr, "payi: warning: cannot trim the last segment of %s: %s\n", log->dir, strerror(errno));
+}
+
 void log_close(payi_log *log)
 {
     if (!log)
@@ -568,6 +595,7 @@ void log_close(payi_log *log)
         pthread_cond_broadcast(&log->commit_cond);
         pthread_mutex_unlock(&log->mu);
         pthread_join(log->writer, NULL);
+        trim_active(log);
     }
     if (log->loader_started)
         pthread_join(log->loader, NULL);
@@ -579,6 +607,7 @@ void log_close(payi_log *log)
     streams_release(&log->streams);
     ids_release(&log->ids);
     buf_release(&log->batch);
+    free(log->dbuf);
     free(log->staged);
     free(log->sappends);
     if (log->lock_fd >= 0)
@@ -637,6 +666,7 @@ void log_get_stats(payi_log *log, log_stats *out)
     out->batches_written = log->batches_written;
     out->fsyncs = log->fsyncs;
     out->recovered_truncated_bytes = log->truncated_bytes;
+    out->indexes_rebuilt = log->indexes_rebuilt;
 }
 
 int64_t log_stream_version(payi_log *log, const char *stream, uint32_t stream_len)
@@ -695,6 +725,65 @@ payi_code log_validate(const payi_log *log, const log_append *a, payi_err *err)
 }
 
 /* ---------------------------------------------------------------- writer */
+
+#define DIO_PAGE 4096u
+
+/* Read the active segment's partial last page into lead (after open or roll). */
+static payi_code load_lead_of(payi_log *log, segment *seg, payi_err *err)
+{
+    log->lead_len = seg->end % DIO_PAGE;
+    uint64_t at = seg->end - log->lead_len;
+    for (size_t got = 0; got < log->lead_len;) {
+        ssize_t r = pread(seg->fd, log->lead + got, log->lead_len - got, (off_t)(at + got));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return payi_err_sys(err, PAYI_IO, r < 0 ? errno : EIO, "cannot read the last page of a segment in %s",
+                                log->dir);
+        got += (size_t)r;
+    }
+    return PAYI_OK;
+}
+
+/* Write the batch.  With O_DIRECT: the partial page before it, the batch, and
+ * zeros up to a page boundary, from the page start.  Rewriting the bytes of
+ * the partial page is safe: they are the same bytes, so a torn write of that
+ * page still holds them. */
+static int write_batch(payi_log *log, segment *seg)
+{
+    if (seg->wfd < 0)
+        return logio_write_all(seg->fd, log->batch.data, log->batch.len, seg->end);
+    size_t used = log->lead_len + log->batch.len;
+    size_t total = (used + DIO_PAGE - 1) / DIO_PAGE * DIO_PAGE;
+    if (total > log->dcap) {
+        free(log->dbuf);
+        size_t cap = total * 2;
+        void *p;
+        if (posix_memalign(&p, DIO_PAGE, cap) != 0) {
+            fprintf(stderr, "payi: out of memory allocating %zu bytes\n", cap);
+            abort();   /* the allocation policy of mem.h */
+        }
+        log->dbuf = p;
+        log->dcap = cap;
+    }
+    memcpy(log->dbuf, log->lead, log->lead_len);
+    memcpy(log->dbuf + log->lead_len, log->batch.data, log->batch.len);
+    memset(log->dbuf + used, 0, total - used);
+    return logio_write_all(seg->wfd, log->dbuf, total, seg->end - log->lead_len);
+}
+
+/* After a successful write: the new partial page becomes the lead.  Offsets
+ * here count from the old page start, which is page aligned. */
+static void keep_lead(payi_log *log)
+{
+    size_t used = log->lead_len + log->batch.len;
+    size_t len = used % DIO_PAGE, page_off = used - len;
+    if (page_off >= log->lead_len)   /* a new page began inside the batch */
+        memmove(log->lead, log->batch.data + (page_off - log->lead_len), len);
+    else                             /* still the same page: it grew by the whole batch */
+        memcpy(log->lead + log->lead_len, log->batch.data, len - log->lead_len);
+    log->lead_len = len;
+}
 
 static void staged_reset(payi_log *log)
 {
@@ -782,7 +871,7 @@ static payi_code flush_batch(payi_log *log)
     segment *seg = active_seg(log);
     char path[4096];
     payi_err err;
-    if (logio_write_all(seg->fd, log->batch.data, log->batch.len, seg->end) != 0) {
+    if (write_batch(log, seg) != 0) {
         int e = errno;
         seg_path(path, sizeof path, log->dir, seg->first, "seg");
         payi_code code = payi_code_from_errno(e);
@@ -807,6 +896,7 @@ static payi_code flush_batch(payi_log *log)
         staged_undo(log, PAYI_IO, &err);
         return PAYI_IO;
     }
+    keep_lead(log);
     staged_publish(log);
     return PAYI_OK;
 }
@@ -819,15 +909,29 @@ static payi_code roll_segment(payi_log *log, payi_err *err)
         log_fail(log, err);
         return PAYI_IO;
     }
+    /* Cut the zero padding of the last page: a sealed segment ends at its last
+     * record, which its .idx checks against the file size. */
     payi_err ierr;
-    if (seg_write_index(log->dir, old, &log->streams, &ierr) != PAYI_OK)
+    if (logio->ftruncate(old->fd, (off_t)old->end) != 0)
+        fprintf(stderr, "payi: warning: cannot trim a sealed segment in %s: %s\n", log->dir, strerror(errno));
+    else if (seg_write_index(log->dir, old, &log->streams, &ierr) != PAYI_OK)
         fprintf(stderr, "payi: warning: %s (the segment will be scanned at next open)\n", ierr.msg);
     segment fresh;
     payi_code rc = seg_create(log->dir, log->next_pos, &fresh, err);
+    if (rc == PAYI_OK) {
+        seg_open_direct(log->dir, &fresh);
+        rc = load_lead_of(log, &fresh, err);
+        if (rc != PAYI_OK)
+            seg_release(&fresh);
+    }
     if (rc != PAYI_OK) {
         if (rc != PAYI_NOSPACE)
             log_fail(log, err);
         return rc;   /* on ENOSPC the old segment stays active and grows */
+    }
+    if (old->wfd >= 0) {
+        close(old->wfd);
+        old->wfd = -1;
     }
     free(old->stream_nums);
     free(old->cids);

@@ -171,6 +171,7 @@ typedef struct log_stats {
     uint64_t batches_written;
     uint64_t fsyncs;
     uint64_t recovered_truncated_bytes;   /* torn tail cut at open */
+    uint64_t indexes_rebuilt;             /* sealed segments scanned at open: .idx missing or stale */
 } log_stats;
 
 void log_get_stats(payi_log *log, log_stats *out);

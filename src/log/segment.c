@@ -73,6 +73,7 @@ static void seg_init(segment *seg, uint64_t first, int fd)
     memset(seg, 0, sizeof *seg);
     seg->first = first;
     seg->fd = fd;
+    seg->wfd = -1;
     seg->end = SEG_HEADER_SIZE;
 }
 
@@ -143,15 +144,24 @@ payi_code seg_open(const char *dir, uint64_t first, bool writable, segment *seg,
     return PAYI_OK;
 }
 
+void seg_open_direct(const char *dir, segment *seg)
+{
+    char path[4096];
+    seg_path(path, sizeof path, dir, seg->first, "seg");
+    seg->wfd = open(path, O_WRONLY | O_DIRECT | O_CLOEXEC);
+}
+
 void seg_release(segment *seg)
 {
     if (seg->fd >= 0)
         close(seg->fd);
+    if (seg->wfd >= 0)
+        close(seg->wfd);
     free(seg->offsets);
     free(seg->stream_nums);
     free(seg->cids);
     memset(seg, 0, sizeof *seg);
-    seg->fd = -1;
+    seg->fd = seg->wfd = -1;
 }
 
 void seg_add_record(segment *seg, uint64_t offset, uint32_t stream_num, const rec_view *r)
@@ -198,7 +208,25 @@ static const unsigned char *window_at(window *w, uint64_t off, size_t need, size
             w->buf = xmalloc(want);
             w->cap = want;
         }
-        if (read_at(w->fd, w->buf, want, off) != 0) {
+        int r = read_at(w->fd, w->buf, want, off);
+        if (r > 0) {
+            /* The file shrank under us: a live writer trimmed its page padding
+             * (readers beside a writer).  Scan what is there now. */
+            struct stat st;
+            if (fstat(w->fd, &st) != 0) {
+                *ioerr = 1;
+                return NULL;
+            }
+            if ((uint64_t)st.st_size >= w->file_size) {   /* an end of file that is not a shrink */
+                errno = EIO;
+                *ioerr = 1;
+                return NULL;
+            }
+            w->file_size = (uint64_t)st.st_size;
+            w->len = 0;
+            return NULL;
+        }
+        if (r < 0) {
             *ioerr = 1;
             return NULL;
         }
@@ -207,6 +235,24 @@ static const unsigned char *window_at(window *w, uint64_t off, size_t need, size
     }
     *avail = (size_t)(w->base + w->len - off);
     return w->buf + (off - w->base);
+}
+
+/* The writer pads its last page with zeros: such a tail is the clean end. */
+static bool all_zero(window *w, uint64_t from, int *ioerr)
+{
+    for (uint64_t off = from; off < w->file_size;) {
+        size_t avail;
+        const unsigned char *p = window_at(w, off, (size_t)(w->file_size - off), &avail, ioerr);
+        if (!p && !*ioerr)
+            continue;   /* shrank: look again up to the new end */
+        if (!p)
+            return false;
+        for (size_t i = 0; i < avail; i++)
+            if (p[i])
+                return false;
+        off += avail;
+    }
+    return true;
 }
 
 /* After a bad spot, look for a valid record written by a later batch than the
@@ -251,7 +297,7 @@ payi_code seg_scan(const segment *seg, const char *path, uint64_t from, uint64_t
     int ioerr = 0;
     uint64_t off = from, pos = first_pos, emitted = 0;
     const char *reason = NULL;
-    while (off < res->file_size) {
+    while (off < w.file_size) {
         size_t avail;
         const unsigned char *p = window_at(&w, off, REC_HEADER_SIZE, &avail, &ioerr);
         if (p && avail >= REC_HEADER_SIZE) {
@@ -283,7 +329,8 @@ payi_code seg_scan(const segment *seg, const char *path, uint64_t from, uint64_t
         free(w.buf);
         return payi_err_sys(err, PAYI_IO, errno, "cannot read %s", path);
     }
-    if (res->end < res->file_size) {
+    res->file_size = w.file_size;
+    if (res->end < res->file_size && !all_zero(&w, res->end, &ioerr)) {
         res->tail_problem = true;
         res->bad_offset = reason ? off : res->end;
         res->bad_reason = reason ? reason : "incomplete batch at the end";

@@ -10,6 +10,9 @@
  *    24   4  CRC32C of bytes [0, 24)
  *    28   4  zero
  *    32      records (record.h), back to back, each padded to 8 bytes
+ *            then, in the active segment, up to 4095 zero bytes: the writer
+ *            writes whole 4 KiB pages with O_DIRECT, and a scan treats an
+ *            all-zero tail as the clean end of the file
  *
  * A sealed segment (one that is not the last) gets DIR/<first>.idx, written
  * once when the log rolls past it, so that reopening needs no rescan:
@@ -55,7 +58,8 @@ typedef struct segment {
     uint64_t first;          /* position of the first record */
     uint64_t count;          /* published records */
     uint64_t end;            /* byte offset just past the last published record */
-    int fd;
+    int fd;                  /* buffered: reads, scans, truncation, fdatasync */
+    int wfd;                 /* the writer's O_DIRECT descriptor, or -1 (then fd is written) */
     uint32_t *offsets;       /* offsets[i]: record first + i */
     size_t offsets_cap;
     /* Kept for the active segment only, to write its .idx when sealed. */
@@ -78,6 +82,9 @@ payi_code seg_create(const char *dir, uint64_t first, segment *seg, payi_err *er
  * creation it can redo). */
 payi_code seg_open(const char *dir, uint64_t first, bool writable, segment *seg, payi_err *err);
 void seg_release(segment *seg);
+/* Open seg->wfd with O_DIRECT for the writer; leaves -1 where the file system
+ * refuses O_DIRECT (tmpfs), and the writer then writes through the page cache. */
+void seg_open_direct(const char *dir, segment *seg);
 
 void seg_add_record(segment *seg, uint64_t offset, uint32_t stream_num, const rec_view *r);
 
