@@ -600,8 +600,9 @@ def render_md(report):
             fmt_ratio(payi_v, pv), fmt_ratio(payi_v, rv)))
 
     bsize = batched.get("batch_events")
-    row("batched, 1 writer (payi batch %s; PG 100-row INSERT; Redis -P 100)"
-        % (bsize if bsize is not None else "?"),
+    per = batched.get("events_per_append")
+    row("batched, 1 writer (payi %s events per submission in %s-event atomic appends; PG 100-row INSERT; Redis -P 100)"
+        % (bsize if bsize is not None else "?", per if per is not None else "1"),
         batched.get("events_per_s"), "pg_batched_c1", "redis_pipelined_c1")
     row("batched, 8 writers (payi: not measured; PG 100-row INSERT; Redis -P 100)",
         None, "pg_batched_c8", "redis_pipelined_c8")

@@ -214,7 +214,7 @@ static const char bench_help[] =
     "                         [--durability MODE] [--only batched|concurrent] [--json]\n"
     "\n"
     "Measures durable appends of 100-byte events in this process: (a) one producer with\n"
-    "submissions of --batch events (default 2000) as atomic appends of --per-append events to one\n"
+    "submissions of --batch events (default 10000) as atomic appends of --per-append events to one\n"
     "stream (default 100, like a 100-row INSERT transaction), (b) 1, 8 and 64 concurrent appenders each\n"
     "waiting for its acknowledgement (latency p50/p99/p99.9).  Each phase runs --seconds\n"
     "(default 4).  The data directory must not exist or be empty (default: a new one under\n"
@@ -228,7 +228,7 @@ static int bench_append(int argc, char **argv)
                                          {"only", required_argument, NULL, 'o'},
                                          {"per-append", required_argument, NULL, 'p'},
                                          {0, 0, 0, 0}};
-    bench_cfg cfg = {.dir = NULL, .seconds = 4, .batch = 2000, .per_append = 100, .durability = LOG_DURABLE_FSYNC};
+    bench_cfg cfg = {.dir = NULL, .seconds = 4, .batch = 10000, .per_append = 100, .durability = LOG_DURABLE_FSYNC};
     int c;
     uint64_t v;
     char tmpl[512];

@@ -128,11 +128,13 @@ struct payi_log {
     payi_err state_err;
 
     /* writer-only batch state */
-    buf batch;
-    unsigned char lead[4096];    /* file bytes [end & ~4095, end) of the active segment: */
-    size_t lead_len;             /*   O_DIRECT writes whole pages, so they are written again */
-    unsigned char *dbuf;         /* 4 KiB-aligned: lead + batch + zero padding */
-    size_t dcap;
+    /* The write buffer, 4 KiB-aligned for O_DIRECT: [0, lead_len) holds the
+     * active segment's bytes [end & ~4095, end), written again with the next
+     * batch; the batch's records follow, blen bytes; then page padding. */
+    unsigned char *wbuf;
+    size_t wcap;
+    size_t lead_len;
+    size_t blen;
     uint64_t next_pos;           /* next position to assign (head + staged) */
     staged_rec *staged;
     size_t nstaged, staged_cap;
@@ -606,8 +608,7 @@ void log_close(payi_log *log)
     free(log->segs);
     streams_release(&log->streams);
     ids_release(&log->ids);
-    buf_release(&log->batch);
-    free(log->dbuf);
+    free(log->wbuf);
     free(log->staged);
     free(log->sappends);
     if (log->lock_fd >= 0)
@@ -637,7 +638,7 @@ payi_code log_state(payi_log *log, payi_err *err)
     return rc;
 }
 
-/* Enter the read-only error state (invariant 5); the first failure is kept. */
+/* Enter the read-only error state (invariant 6); the first failure is kept. */
 static void log_fail(payi_log *log, const payi_err *why)
 {
     pthread_mutex_lock(&log->mu);
@@ -728,13 +729,37 @@ payi_code log_validate(const payi_log *log, const log_append *a, payi_err *err)
 
 #define DIO_PAGE 4096u
 
+static unsigned char *batch_data(payi_log *log) { return log->wbuf + log->lead_len; }
+
+/* Room for `more` batch bytes plus a page of padding; keeps lead and batch. */
+static void wbuf_reserve(payi_log *log, size_t more)
+{
+    size_t need = log->lead_len + log->blen + more + DIO_PAGE;
+    if (need <= log->wcap)
+        return;
+    size_t cap = log->wcap ? log->wcap : 1u << 20;
+    while (cap < need)
+        cap *= 2;
+    void *p;
+    if (posix_memalign(&p, DIO_PAGE, cap) != 0) {
+        fprintf(stderr, "payi: out of memory allocating %zu bytes\n", cap);
+        abort();   /* the out-of-memory policy of mem.h */
+    }
+    if (log->wbuf)
+        memcpy(p, log->wbuf, log->lead_len + log->blen);
+    free(log->wbuf);
+    log->wbuf = p;
+    log->wcap = cap;
+}
+
 /* Read the active segment's partial last page into lead (after open or roll). */
 static payi_code load_lead_of(payi_log *log, segment *seg, payi_err *err)
 {
+    wbuf_reserve(log, 0);
     log->lead_len = seg->end % DIO_PAGE;
     uint64_t at = seg->end - log->lead_len;
     for (size_t got = 0; got < log->lead_len;) {
-        ssize_t r = pread(seg->fd, log->lead + got, log->lead_len - got, (off_t)(at + got));
+        ssize_t r = pread(seg->fd, log->wbuf + got, log->lead_len - got, (off_t)(at + got));
         if (r < 0 && errno == EINTR)
             continue;
         if (r <= 0)
@@ -745,49 +770,32 @@ static payi_code load_lead_of(payi_log *log, segment *seg, payi_err *err)
     return PAYI_OK;
 }
 
-/* Write the batch.  With O_DIRECT: the partial page before it, the batch, and
- * zeros up to a page boundary, from the page start.  Rewriting the bytes of
- * the partial page is safe: they are the same bytes, so a torn write of that
- * page still holds them. */
+/* Write the batch.  With O_DIRECT: from the start of the page holding the
+ * segment's end, the partial page, the batch and zeros up to a page boundary.
+ * Rewriting the bytes of the partial page is safe: they are the same bytes,
+ * so a torn write of that page still holds them. */
 static int write_batch(payi_log *log, segment *seg)
 {
     if (seg->wfd < 0)
-        return logio_write_all(seg->fd, log->batch.data, log->batch.len, seg->end);
-    size_t used = log->lead_len + log->batch.len;
-    size_t total = (used + DIO_PAGE - 1) / DIO_PAGE * DIO_PAGE;
-    if (total > log->dcap) {
-        free(log->dbuf);
-        size_t cap = total * 2;
-        void *p;
-        if (posix_memalign(&p, DIO_PAGE, cap) != 0) {
-            fprintf(stderr, "payi: out of memory allocating %zu bytes\n", cap);
-            abort();   /* the allocation policy of mem.h */
-        }
-        log->dbuf = p;
-        log->dcap = cap;
-    }
-    memcpy(log->dbuf, log->lead, log->lead_len);
-    memcpy(log->dbuf + log->lead_len, log->batch.data, log->batch.len);
-    memset(log->dbuf + used, 0, total - used);
-    return logio_write_all(seg->wfd, log->dbuf, total, seg->end - log->lead_len);
+        return logio_write_all(seg->fd, batch_data(log), log->blen, seg->end);
+    size_t used = log->lead_len + log->blen;
+    size_t total = (used + DIO_PAGE - 1) / DIO_PAGE * DIO_PAGE;   /* wbuf_reserve kept a page of room */
+    memset(log->wbuf + used, 0, total - used);
+    return logio_write_all(seg->wfd, log->wbuf, total, seg->end - log->lead_len);
 }
 
-/* After a successful write: the new partial page becomes the lead.  Offsets
- * here count from the old page start, which is page aligned. */
+/* After a successful write: the new partial page becomes the lead. */
 static void keep_lead(payi_log *log)
 {
-    size_t used = log->lead_len + log->batch.len;
-    size_t len = used % DIO_PAGE, page_off = used - len;
-    if (page_off >= log->lead_len)   /* a new page began inside the batch */
-        memmove(log->lead, log->batch.data + (page_off - log->lead_len), len);
-    else                             /* still the same page: it grew by the whole batch */
-        memcpy(log->lead + log->lead_len, log->batch.data, len - log->lead_len);
+    size_t used = log->lead_len + log->blen;
+    size_t len = used % DIO_PAGE;
+    memmove(log->wbuf, log->wbuf + (used - len), len);
     log->lead_len = len;
 }
 
 static void staged_reset(payi_log *log)
 {
-    buf_reset(&log->batch);
+    log->blen = 0;
     log->nstaged = 0;
     log->nsappends = 0;
 }
@@ -851,11 +859,10 @@ static payi_code sync_segment(payi_log *log, segment *seg, payi_err *err)
 static void seal_batch_end(payi_log *log)
 {
     staged_rec *last = &log->staged[log->nstaged - 1];
-    unsigned char *p = (unsigned char *)log->batch.data + last->buf_off;
+    unsigned char *p = batch_data(log) + last->buf_off;
     last->flags |= REC_F_BATCH_END;
     p[64] = last->flags;
-    uint32_t crc = crc32c(0, p + 8, last->total_len - 8);
-    memcpy(p + 4, &crc, 4);
+    rec_reseal(p);
 }
 
 /* A write failed: give the file back its last good length.  True when that
@@ -1026,7 +1033,7 @@ static size_t append_bytes(const log_append *a)
 static payi_code make_room(payi_log *log, size_t need, payi_err *err)
 {
     segment *seg = active_seg(log);
-    uint64_t used = seg->end + log->batch.len;
+    uint64_t used = seg->end + log->blen;
     if (used + need <= log->opt.segment_size || used == SEG_HEADER_SIZE)
         return PAYI_OK;
     payi_code rc = flush_batch(log);
@@ -1073,21 +1080,20 @@ static void encode_events(payi_log *log, log_append *a, stream_entry *s)
             r.flags |= REC_F_CLIENT_ID;
             ids_insert(&log->ids, &e->id, r.position);
         } else {
-            uuid_generate(&r.id);
-            e->id = r.id;
+            r.id = e->id;   /* generated by log_submit */
         }
         size_t size = rec_size(r.stream_len, r.type_len, r.meta_len, r.data_len);
-        buf_reserve(&log->batch, size);
+        wbuf_reserve(log, size);
         log->staged = xgrow(log->staged, &log->staged_cap, log->nstaged + 1, sizeof *log->staged);
         log->staged[log->nstaged++] = (staged_rec){
             .position = r.position,
-            .buf_off = log->batch.len,
+            .buf_off = log->blen,
             .stream_num = (uint32_t)num,
             .total_len = (uint32_t)(REC_HEADER_SIZE + r.stream_len + r.type_len + r.meta_len + r.data_len),
             .flags = r.flags,
             .id = r.id,
         };
-        log->batch.len += rec_encode(&r, (unsigned char *)log->batch.data + log->batch.len);
+        log->blen += rec_encode(&r, e->body_crc, batch_data(log) + log->blen);
         e->position = r.position;
         e->version = r.version;
         e->duplicate = false;
@@ -1207,8 +1213,25 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
+/* The per-event work that needs no log state runs here, in the caller's
+ * thread, in parallel with the writer: body checksums and generated ids. */
+static void prepare_events(log_append *a)
+{
+    for (uint32_t i = 0; i < a->nevents; i++) {
+        log_event_in *e = &a->events[i];
+        rec_view body = {.stream = a->stream, .stream_len = (uint16_t)a->stream_len, .type = e->type,
+                         .type_len = (uint16_t)e->type_len, .meta = e->meta, .meta_len = e->meta_len,
+                         .data = e->data, .data_len = e->data_len};
+        e->body_crc = rec_body_crc(&body);
+        if (!e->has_id)
+            uuid_generate(&e->id);
+    }
+}
+
 log_submission *log_submit(payi_log *log, log_append *appends, uint32_t n, bool stop_at_error)
 {
+    for (uint32_t i = 0; i < n; i++)
+        prepare_events(&appends[i]);
     log_submission *s = xcalloc(1, sizeof *s);
     s->appends = appends;
     s->n = n;
@@ -1349,7 +1372,7 @@ static bool writer_record_at(payi_log *log, uint64_t position, buf *b, rec_view 
         if (position - log->head >= log->nstaged)
             return false;
         const staged_rec *s = &log->staged[position - log->head];
-        return rec_decode((const unsigned char *)log->batch.data + s->buf_off, rec_padded(s->total_len), UINT32_MAX,
+        return rec_decode(batch_data(log) + s->buf_off, rec_padded(s->total_len), UINT32_MAX,
                           r) == REC_OK;
     }
     payi_err err;

@@ -72,6 +72,8 @@ typedef struct log_event_in {
     uint64_t position;
     uint64_t version;
     bool duplicate;           /* id was appended before: position/version are the original's */
+    /* private: set by log_submit in the caller's thread, to spare the writer */
+    uint32_t body_crc;
 } log_event_in;
 
 /* One atomic append: events to one stream, all or none. */

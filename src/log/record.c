@@ -16,7 +16,30 @@ size_t rec_size(size_t stream_len, size_t type_len, size_t meta_len, size_t data
     return rec_padded(REC_HEADER_SIZE + stream_len + type_len + meta_len + data_len);
 }
 
-size_t rec_encode(const rec_view *r, unsigned char *out)
+uint32_t rec_body_crc(const rec_view *r)
+{
+    uint32_t c = crc32c(0, r->stream, r->stream_len);
+    c = crc32c(c, r->type, r->type_len);
+    if (r->meta_len)
+        c = crc32c(c, r->meta, r->meta_len);
+    if (r->data_len)
+        c = crc32c(c, r->data, r->data_len);
+    return c;
+}
+
+static uint32_t record_crc(const unsigned char *p, uint32_t total)
+{
+    return crc32c(crc32c(0, p + REC_HEADER_SIZE, total - REC_HEADER_SIZE), p + 8, REC_HEADER_SIZE - 8);
+}
+
+void rec_reseal(unsigned char *rec)
+{
+    uint32_t total = get_u32(rec);
+    uint32_t body = crc32c(0, rec + REC_HEADER_SIZE, total - REC_HEADER_SIZE);
+    put_u32(rec + 4, crc32c(body, rec + 8, REC_HEADER_SIZE - 8));
+}
+
+size_t rec_encode(const rec_view *r, uint32_t body_crc, unsigned char *out)
 {
     uint32_t total = (uint32_t)(REC_HEADER_SIZE + r->stream_len + r->type_len + r->meta_len + r->data_len);
     size_t stored = rec_padded(total);
@@ -44,7 +67,7 @@ size_t rec_encode(const rec_view *r, unsigned char *out)
     q += r->data_len;
     memset(q, 0, stored - total);
     put_u32(out, total);
-    put_u32(out + 4, crc32c(0, out + 8, total - 8));
+    put_u32(out + 4, crc32c(body_crc, out + 8, REC_HEADER_SIZE - 8));
     return stored;
 }
 
@@ -62,7 +85,7 @@ rec_status rec_decode(const unsigned char *p, size_t avail, uint32_t max_total, 
     size_t padded = rec_padded(total);
     if (avail < padded)   /* the padding is part of the write: without it the write was torn */
         return REC_SHORT;
-    if (crc32c(0, p + 8, total - 8) != get_u32(p + 4))
+    if (record_crc(p, total) != get_u32(p + 4))
         return REC_BAD_CRC;
     for (size_t i = total; i < padded; i++)
         if (p[i])   /* padding is not under the CRC, so check it is what the encoder wrote */

@@ -4,7 +4,10 @@
  *
  *   off size field
  *     0   4  total_len     bytes of header + strings, before padding (>= 68)
- *     4   4  crc           CRC32C of bytes [8, total_len)
+ *     4   4  crc           CRC32C of the body, bytes [68, total_len), continued
+ *                          over the header bytes [8, 68): body first, so that
+ *                          the appending thread computes the costly part and
+ *                          the writer only adds the header it fills in
  *     8   8  position      global position, dense from 0
  *    16   8  time_ns       append time, ns since the Unix epoch (UTC)
  *    24   8  version       version of the event in its stream, dense from 0
@@ -69,9 +72,16 @@ static inline size_t rec_padded(size_t total_len) { return (total_len + REC_ALIG
 /* Stored size of a record with these string lengths. */
 size_t rec_size(size_t stream_len, size_t type_len, size_t meta_len, size_t data_len);
 
-/* Encode r into out, which must hold rec_size(...) bytes; computes the CRC
- * (r->total_len is ignored and recomputed).  Returns the stored size. */
-size_t rec_encode(const rec_view *r, unsigned char *out);
+/* CRC32C of the body (stream, type, meta, data) of r. */
+uint32_t rec_body_crc(const rec_view *r);
+
+/* Encode r into out, which must hold rec_size(...) bytes, with body_crc as
+ * computed by rec_body_crc (r->total_len is ignored and recomputed).
+ * Returns the stored size. */
+size_t rec_encode(const rec_view *r, uint32_t body_crc, unsigned char *out);
+
+/* Recompute the CRC of an encoded record after its header changed. */
+void rec_reseal(unsigned char *rec);
 
 typedef enum {
     REC_OK,

@@ -135,7 +135,7 @@ TEST(record_roundtrip)
                   .stream = "acct-1", .stream_len = 6, .type = "Deposited", .type_len = 9,
                   .meta = "{\"c\":1}", .meta_len = 7, .data = "{\"amount\":10}", .data_len = 13};
     uuid_generate(&r.id);
-    size_t n = rec_encode(&r, out);
+    size_t n = rec_encode(&r, rec_body_crc(&r), out);
     CHECK_EQ_U64(n, rec_size(6, 9, 7, 13));
     CHECK_EQ_U64(n % 8, 0);
     rec_view d;
@@ -156,7 +156,7 @@ TEST(record_decode_rejects_damage)
 {
     unsigned char out[256];
     rec_view r = {.position = 1, .stream = "s", .stream_len = 1, .type = "t", .type_len = 1, .data = "{}", .data_len = 2};
-    size_t n = rec_encode(&r, out);
+    size_t n = rec_encode(&r, rec_body_crc(&r), out);
     rec_view d;
     CHECK_EQ_INT(rec_decode(out, REC_HEADER_SIZE - 1, 1 << 20, &d), REC_SHORT);
     CHECK_EQ_INT(rec_decode(out, REC_HEADER_SIZE + 1, 1 << 20, &d), REC_SHORT);
