@@ -15,7 +15,10 @@
 
 static const char seg_magic[8] = {'P', 'A', 'Y', 'I', 'S', 'E', 'G', '1'};
 static const char idx_magic[8] = {'P', 'A', 'Y', 'I', 'I', 'D', 'X', '1'};
-#define SEG_FORMAT 1u
+/* The on-disk format.  Change it with any change to how records or indexes
+ * are laid out or checksummed: a reader of another format must refuse the
+ * files, not take their records for a torn tail and truncate them. */
+#define SEG_FORMAT 2u
 #define SCAN_CHUNK (8u << 20)
 
 static void put32(unsigned char *p, uint32_t v) { memcpy(p, &v, 4); }
@@ -135,6 +138,15 @@ payi_code seg_open(const char *dir, uint64_t first, bool writable, segment *seg,
         return payi_err_sys(err, PAYI_IO, e, "cannot read segment %s", path);
     }
     seg_header_encode(want, first);
+    uint32_t format;
+    memcpy(&format, h + 8, 4);
+    if (r == 0 && memcmp(h, want, 8) == 0 && format != SEG_FORMAT) {
+        close(fd);
+        return payi_err_set(err, PAYI_CORRUPT, NULL,
+                            "segment %s is in on-disk format %u; this payi reads format %u only: "
+                            "refusing to touch it",
+                            path, format, SEG_FORMAT);
+    }
     if (r > 0 || memcmp(h, want, sizeof h) != 0) {
         close(fd);
         return payi_err_set(err, PAYI_CORRUPT, NULL, "segment %s: %s header at offset 0", path,

@@ -4,7 +4,7 @@
  *
  *   off size
  *     0   8  magic "PAYISEG1"
- *     8   4  format version (1)
+ *     8   4  format version (2; a file of another version is refused, never repaired)
  *    12   4  zero
  *    16   8  first position
  *    24   4  CRC32C of bytes [0, 24)
@@ -18,7 +18,7 @@
  * once when the log rolls past it, so that reopening needs no rescan:
  *
  *     0   8  magic "PAYIIDX1"
- *     8   4  format version (1)
+ *     8   4  format version (as the segment's)
  *    12   4  record count n
  *    16   8  first position
  *    24   8  segment end (byte size of the .seg file)

@@ -646,6 +646,25 @@ TEST(recovery_drops_incomplete_batch_whole)
     log_close(log);
 }
 
+TEST(recovery_refuses_another_format_and_touches_nothing)
+{
+    const char *dir = test_tmpdir();
+    log_options o = opts_none();
+    payi_log *log = open_log(dir, &o);
+    put_n(log, "v", 5);
+    log_close(log);
+    const char *seg = seg0_path(dir);
+    int fd = open(seg, O_RDWR);
+    uint32_t old_format = 1;
+    CHECK(pwrite(fd, &old_format, 4, 8) == 4);
+    close(fd);
+    off_t size = file_size(seg);
+    payi_err err;
+    CHECK_EQ_INT(log_open(&log, dir, &o, &err), PAYI_CORRUPT);
+    CHECK(strstr(err.msg, "format 1") != NULL);
+    CHECK_EQ_U64(file_size(seg), size);   /* not taken for a torn tail */
+}
+
 TEST(recovery_reindexes_when_idx_is_stale_or_damaged)
 {
     const char *dir = test_tmpdir();
