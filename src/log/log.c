@@ -108,8 +108,7 @@ struct payi_log {
     _Atomic uint64_t head;
 
     id_table ids;
-    seg_cid **id_batches;        /* loader input: client ids per segment, owned */
-    size_t *id_batch_len;
+    struct id_batch *id_batches; /* loader input: client ids per segment */
     size_t n_id_batches;
     bool ids_ready;              /* under mu: the id table holds every client id */
     bool loader_started;
@@ -278,6 +277,11 @@ static payi_code load_sealed(payi_log *log, segment *seg, payi_err *err)
     if (fstat(seg->fd, &st) != 0)
         return payi_err_sys(err, PAYI_IO, errno, "cannot stat %s", path);
     payi_code rc = seg_load_index(log->dir, seg, (uint64_t)st.st_size, &log->streams, err);
+    if (rc == PAYI_OK && log->opt.read_only) {   /* readers never look up ids: drop them now */
+        free(seg->idx_raw);
+        seg->idx_raw = NULL;
+        seg->idx_nids = 0;
+    }
     if (rc != PAYI_NOT_FOUND)
         return rc;
     log->indexes_rebuilt++;
@@ -430,26 +434,37 @@ static payi_code load_lead_of(payi_log *log, segment *seg, payi_err *err);
  * segments to a loader thread and returns; reads and appends without ids go
  * ahead, an append with ids waits until the table is complete. */
 
+/* What the loader inserts: entries of 24 bytes (16-byte id, u64 position),
+ * the layout of both .idx files and seg_cid arrays; owner is freed after. */
+typedef struct id_batch {
+    void *owner;
+    const unsigned char *entries;
+    size_t n;
+} id_batch;
+
 static void take_id_batches(payi_log *log)
 {
+    _Static_assert(sizeof(seg_cid) == 24, "seg_cid must have the .idx entry layout");
     log->id_batches = xcalloc(log->nsegs, sizeof *log->id_batches);
-    log->id_batch_len = xcalloc(log->nsegs, sizeof *log->id_batch_len);
     for (size_t i = 0; i < log->nsegs; i++) {
         segment *seg = &log->segs[i];
-        if (!seg->ncids)
-            continue;
+        id_batch *b = &log->id_batches[log->n_id_batches];
         bool active = i + 1 == log->nsegs;
-        if (active) {   /* the active segment keeps its own for its .idx */
-            log->id_batches[log->n_id_batches] = xmalloc(seg->ncids * sizeof *seg->cids);
-            memcpy(log->id_batches[log->n_id_batches], seg->cids, seg->ncids * sizeof *seg->cids);
-        } else {
-            log->id_batches[log->n_id_batches] = seg->cids;
+        if (seg->idx_raw) {
+            *b = (id_batch){seg->idx_raw, seg->idx_ids, seg->idx_nids};
+            seg->idx_raw = NULL;
+        } else if (seg->ncids && active) {   /* the active segment keeps its own for its .idx */
+            void *copy = xmalloc(seg->ncids * sizeof *seg->cids);
+            memcpy(copy, seg->cids, seg->ncids * sizeof *seg->cids);
+            *b = (id_batch){copy, copy, seg->ncids};
+        } else if (seg->ncids) {
+            *b = (id_batch){seg->cids, (const unsigned char *)seg->cids, seg->ncids};
             seg->cids = NULL;
-            seg->cids_cap = 0;
+            seg->ncids = seg->cids_cap = 0;
+        } else {
+            continue;
         }
-        log->id_batch_len[log->n_id_batches++] = seg->ncids;
-        if (!active)
-            seg->ncids = 0;
+        log->n_id_batches++;
     }
 }
 
@@ -458,12 +473,18 @@ static void *id_loader_main(void *arg)
     payi_log *log = arg;
     uint64_t total = 0;
     for (size_t b = 0; b < log->n_id_batches; b++)
-        total += log->id_batch_len[b];
+        total += log->id_batches[b].n;
     ids_reserve(&log->ids, total);
     for (size_t b = 0; b < log->n_id_batches; b++) {
-        for (size_t i = 0; i < log->id_batch_len[b]; i++)
-            ids_insert(&log->ids, &log->id_batches[b][i].id, log->id_batches[b][i].position);
-        free(log->id_batches[b]);
+        const id_batch *ib = &log->id_batches[b];
+        for (size_t i = 0; i < ib->n; i++) {
+            payi_uuid id;
+            uint64_t position;
+            memcpy(id.b, ib->entries + 24 * i, 16);
+            memcpy(&position, ib->entries + 24 * i + 16, 8);
+            ids_insert(&log->ids, &id, position);
+        }
+        free(ib->owner);
     }
     pthread_mutex_lock(&log->mu);
     log->ids_ready = true;
@@ -602,7 +623,6 @@ void log_close(payi_log *log)
     if (log->loader_started)
         pthread_join(log->loader, NULL);
     free(log->id_batches);
-    free(log->id_batch_len);
     for (size_t i = 0; i < log->nsegs; i++)
         seg_release(&log->segs[i]);
     free(log->segs);

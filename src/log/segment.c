@@ -172,6 +172,7 @@ void seg_release(segment *seg)
     free(seg->offsets);
     free(seg->stream_nums);
     free(seg->cids);
+    free(seg->idx_raw);
     memset(seg, 0, sizeof *seg);
     seg->fd = seg->wfd = -1;
 }
@@ -498,12 +499,13 @@ payi_code seg_load_index(const char *dir, segment *seg, uint64_t seg_file_size, 
         s->pending = s->count;
     }
     free(global);
-    seg->cids = xmalloc((ncids ? ncids : 1) * sizeof *seg->cids);
-    seg->ncids = seg->cids_cap = ncids;
-    for (uint64_t i = 0; i < ncids; i++) {
-        memcpy(seg->cids[i].id.b, limit + 24 * i, 16);
-        seg->cids[i].position = get64(limit + 24 * i + 16);
-    }
+    /* The client ids stay where they are: the id loader reads them later,
+     * in the background, so opening does not copy them. */
+    seg->idx_ids = limit;
+    seg->idx_nids = ncids;
+    seg->idx_raw = (unsigned char *)b.data;
+    b.data = NULL;
+    b.len = b.cap = 0;
     seg->count = n;
     seg->end = seg_file_size;
     rc = PAYI_OK;

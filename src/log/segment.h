@@ -69,6 +69,12 @@ typedef struct segment {
      * for sealed ones only until the id table has loaded them. */
     seg_cid *cids;
     size_t ncids, cids_cap;
+    /* A sealed segment loaded from its .idx keeps the file's bytes until the
+     * id loader has read its client ids: idx_nids entries of 24 bytes (16-byte
+     * id, little-endian u64 position) at idx_ids, inside idx_raw (owned). */
+    unsigned char *idx_raw;
+    const unsigned char *idx_ids;
+    size_t idx_nids;
 } segment;
 
 void seg_path(char *out, size_t cap, const char *dir, uint64_t first, const char *ext);
@@ -111,8 +117,8 @@ payi_code seg_scan(const segment *seg, const char *path, uint64_t from, uint64_t
 
 /* Write DIR/<first>.idx for a complete segment (atomic: temp file, fsync, rename). */
 payi_code seg_write_index(const char *dir, const segment *seg, const stream_table *streams, payi_err *err);
-/* Load a .idx into seg (offsets, client ids in seg->cids) and the stream
- * table.  PAYI_NOT_FOUND when it is missing or does not match (the caller
+/* Load a .idx into seg (offsets; client ids left in place, see idx_raw) and
+ * the stream table.  PAYI_NOT_FOUND when it is missing or does not match (the caller
  * rescans); other codes are I/O errors. */
 payi_code seg_load_index(const char *dir, segment *seg, uint64_t seg_file_size, stream_table *streams,
                          payi_err *err);
