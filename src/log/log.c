@@ -277,11 +277,6 @@ static payi_code load_sealed(payi_log *log, segment *seg, payi_err *err)
     if (fstat(seg->fd, &st) != 0)
         return payi_err_sys(err, PAYI_IO, errno, "cannot stat %s", path);
     payi_code rc = seg_load_index(log->dir, seg, (uint64_t)st.st_size, &log->streams, err);
-    if (rc == PAYI_OK && log->opt.read_only) {   /* readers never look up ids: drop them now */
-        free(seg->idx_raw);
-        seg->idx_raw = NULL;
-        seg->idx_nids = 0;
-    }
     if (rc != PAYI_NOT_FOUND)
         return rc;
     log->indexes_rebuilt++;
@@ -427,6 +422,7 @@ static payi_code open_head_file(payi_log *log, payi_err *err)
 
 static void *writer_main(void *arg);
 static payi_code load_lead_of(payi_log *log, segment *seg, payi_err *err);
+static void log_fail(payi_log *log, const payi_err *why);
 
 /* ---- the id table loads in the background ----
  * Ten million client ids take seconds to hash on this kind of machine, and
@@ -434,12 +430,15 @@ static payi_code load_lead_of(payi_log *log, segment *seg, payi_err *err);
  * segments to a loader thread and returns; reads and appends without ids go
  * ahead, an append with ids waits until the table is complete. */
 
-/* What the loader inserts: entries of 24 bytes (16-byte id, u64 position),
- * the layout of both .idx files and seg_cid arrays; owner is freed after. */
+/* What the loader inserts: n entries of 24 bytes (16-byte id, u64 position),
+ * the layout of .idx files and of seg_cid arrays.  entries == NULL: read
+ * them from the segment's .idx first (seg is a copy with the first position,
+ * the .idx location and the file descriptor, in case the ids must be
+ * recovered by scanning). */
 typedef struct id_batch {
-    void *owner;
-    const unsigned char *entries;
+    unsigned char *entries;   /* owned */
     size_t n;
+    segment seg;
 } id_batch;
 
 static void take_id_batches(payi_log *log)
@@ -450,21 +449,43 @@ static void take_id_batches(payi_log *log)
         segment *seg = &log->segs[i];
         id_batch *b = &log->id_batches[log->n_id_batches];
         bool active = i + 1 == log->nsegs;
-        if (seg->idx_raw) {
-            *b = (id_batch){seg->idx_raw, seg->idx_ids, seg->idx_nids};
-            seg->idx_raw = NULL;
+        if (seg->idx_nids) {
+            *b = (id_batch){NULL, seg->idx_nids, {.first = seg->first, .fd = seg->fd, .wfd = -1,
+                                                  .idx_ids_at = seg->idx_ids_at, .idx_nids = seg->idx_nids}};
         } else if (seg->ncids && active) {   /* the active segment keeps its own for its .idx */
-            void *copy = xmalloc(seg->ncids * sizeof *seg->cids);
+            unsigned char *copy = xmalloc(seg->ncids * sizeof *seg->cids);
             memcpy(copy, seg->cids, seg->ncids * sizeof *seg->cids);
-            *b = (id_batch){copy, copy, seg->ncids};
+            *b = (id_batch){copy, seg->ncids, {.fd = -1, .wfd = -1}};
         } else if (seg->ncids) {
-            *b = (id_batch){seg->cids, (const unsigned char *)seg->cids, seg->ncids};
+            *b = (id_batch){(unsigned char *)seg->cids, seg->ncids, {.fd = -1, .wfd = -1}};
             seg->cids = NULL;
             seg->ncids = seg->cids_cap = 0;
         } else {
             continue;
         }
         log->n_id_batches++;
+    }
+}
+
+static int collect_client_id(void *ctx, const rec_view *r, uint64_t offset)
+{
+    (void)offset;
+    if (r->flags & REC_F_CLIENT_ID)
+        ids_insert(ctx, &r->id, r->position);
+    return 0;
+}
+
+/* The .idx's ids cannot be read: take them from the segment itself. */
+static void ids_from_segment(payi_log *log, const segment *seg)
+{
+    char path[4096];
+    seg_path(path, sizeof path, log->dir, seg->first, "seg");
+    seg_scan_result res;
+    payi_err err;
+    if (seg_scan(seg, path, SEG_HEADER_SIZE, seg->first, max_record_total(&log->opt), UINT64_MAX,
+                 collect_client_id, &log->ids, &res, &err) != PAYI_OK) {
+        /* Without its ids, a retried append could be appended twice: stop appending. */
+        log_fail(log, &err);
     }
 }
 
@@ -476,7 +497,13 @@ static void *id_loader_main(void *arg)
         total += log->id_batches[b].n;
     ids_reserve(&log->ids, total);
     for (size_t b = 0; b < log->n_id_batches; b++) {
-        const id_batch *ib = &log->id_batches[b];
+        id_batch *ib = &log->id_batches[b];
+        payi_err err;
+        if (!ib->entries && seg_read_index_ids(log->dir, &ib->seg, &ib->entries, &err) != PAYI_OK) {
+            fprintf(stderr, "payi: warning: %s; scanning the segment for them\n", err.msg);
+            ids_from_segment(log, &ib->seg);
+            continue;
+        }
         for (size_t i = 0; i < ib->n; i++) {
             payi_uuid id;
             uint64_t position;
@@ -484,7 +511,8 @@ static void *id_loader_main(void *arg)
             memcpy(&position, ib->entries + 24 * i + 16, 8);
             ids_insert(&log->ids, &id, position);
         }
-        free(ib->owner);
+        free(ib->entries);
+        ib->entries = NULL;
     }
     pthread_mutex_lock(&log->mu);
     log->ids_ready = true;

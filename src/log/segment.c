@@ -18,7 +18,7 @@ static const char idx_magic[8] = {'P', 'A', 'Y', 'I', 'I', 'D', 'X', '1'};
 /* The on-disk format.  Change it with any change to how records or indexes
  * are laid out or checksummed: a reader of another format must refuse the
  * files, not take their records for a torn tail and truncate them. */
-#define SEG_FORMAT 2u
+#define SEG_FORMAT 3u
 #define SCAN_CHUNK (8u << 20)
 
 static void put32(unsigned char *p, uint32_t v) { memcpy(p, &v, 4); }
@@ -172,7 +172,6 @@ void seg_release(segment *seg)
     free(seg->offsets);
     free(seg->stream_nums);
     free(seg->cids);
-    free(seg->idx_raw);
     memset(seg, 0, sizeof *seg);
     seg->fd = seg->wfd = -1;
 }
@@ -393,11 +392,14 @@ payi_code seg_write_index(const char *dir, const segment *seg, const stream_tabl
     buf_put(&out, seg->offsets, seg->count * sizeof *seg->offsets);
     buf_put(&out, refs, seg->count * sizeof *refs);
     buf_put(&out, names.data, names.len);
+    uint32_t crc = crc32c(0, out.data, out.len);
+    buf_put(&out, &crc, 4);
+    size_t ids_at = out.len;
     for (size_t i = 0; i < seg->ncids; i++) {
         buf_put(&out, seg->cids[i].id.b, 16);
         buf_put(&out, &seg->cids[i].position, 8);
     }
-    uint32_t crc = crc32c(0, out.data, out.len);
+    crc = crc32c(0, out.data + ids_at, out.len - ids_at);
     buf_put(&out, &crc, 4);
     free(refs);
     free(local_of);
@@ -425,27 +427,35 @@ payi_code seg_write_index(const char *dir, const segment *seg, const stream_tabl
     return rc;
 }
 
-static payi_code read_whole(const char *path, buf *out, payi_err *err)
+/* Read the index file's main part: header, offsets, stream refs, names and
+ * their CRC; the client ids after it are left for the id loader.  *file_size
+ * gets the whole file's size. */
+static payi_code read_index_main(const char *path, buf *out, uint64_t *file_size, payi_err *err)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return errno == ENOENT ? PAYI_NOT_FOUND : payi_err_sys(err, PAYI_IO, errno, "cannot open %s", path);
     struct stat st;
+    unsigned char h[48];
+    payi_code rc = PAYI_NOT_FOUND;
     if (fstat(fd, &st) != 0) {
-        close(fd);
-        return payi_err_sys(err, PAYI_IO, errno, "cannot stat %s", path);
+        rc = payi_err_sys(err, PAYI_IO, errno, "cannot stat %s", path);
+    } else if (st.st_size >= 56 && read_at(fd, h, sizeof h, 0) == 0) {
+        uint64_t ids_part = get32(h + 36) * 24ull + 4;
+        uint64_t main_len = (uint64_t)st.st_size > ids_part ? (uint64_t)st.st_size - ids_part : 0;
+        buf_reset(out);
+        buf_reserve(out, main_len);
+        int r = main_len >= 52 ? read_at(fd, out->data, main_len, 0) : 1;
+        if (r < 0)
+            rc = payi_err_sys(err, PAYI_IO, errno, "cannot read %s", path);
+        else if (r == 0) {
+            out->len = main_len;
+            *file_size = (uint64_t)st.st_size;
+            rc = PAYI_OK;
+        }
     }
-    buf_reset(out);
-    buf_reserve(out, (size_t)st.st_size);
-    int r = read_at(fd, out->data, (size_t)st.st_size, 0);
-    int e = errno;
     close(fd);
-    if (r < 0)
-        return payi_err_sys(err, PAYI_IO, e, "cannot read %s", path);
-    if (r > 0)
-        return PAYI_NOT_FOUND;   /* shrank under us: treat as unusable */
-    out->len = (size_t)st.st_size;
-    return PAYI_OK;
+    return rc;
 }
 
 payi_code seg_load_index(const char *dir, segment *seg, uint64_t seg_file_size, stream_table *streams,
@@ -454,7 +464,8 @@ payi_code seg_load_index(const char *dir, segment *seg, uint64_t seg_file_size, 
     char path[4096];
     seg_path(path, sizeof path, dir, seg->first, "idx");
     buf b = BUF_INIT;
-    payi_code rc = read_whole(path, &b, err);
+    uint64_t idx_size = 0;
+    payi_code rc = read_index_main(path, &b, &idx_size, err);
     if (rc != PAYI_OK) {
         buf_release(&b);
         return rc;
@@ -466,10 +477,10 @@ payi_code seg_load_index(const char *dir, segment *seg, uint64_t seg_file_size, 
         crc32c(0, p, len - 4) != get32(p + len - 4))
         goto out;
     uint64_t n = get32(p + 12), nstreams = get32(p + 32), ncids = get32(p + 36);
-    if (get64(p + 16) != seg->first || get64(p + 24) != seg_file_size || 48 + n * 8 + ncids * 24 + 4 > len)
+    if (get64(p + 16) != seg->first || get64(p + 24) != seg_file_size || 48 + n * 8 + 4 > len)
         goto out;
     const unsigned char *offs = p + 48, *refs = offs + n * 4, *names = refs + n * 4;
-    const unsigned char *limit = p + len - 4 - ncids * 24;
+    const unsigned char *limit = p + len - 4;
     uint32_t *global = xmalloc((nstreams ? nstreams : 1) * sizeof *global);
     for (uint64_t s = 0; s < nstreams; s++) {
         uint16_t sl;
@@ -499,17 +510,33 @@ payi_code seg_load_index(const char *dir, segment *seg, uint64_t seg_file_size, 
         s->pending = s->count;
     }
     free(global);
-    /* The client ids stay where they are: the id loader reads them later,
-     * in the background, so opening does not copy them. */
-    seg->idx_ids = limit;
+    /* The client ids stay on disk: the id loader reads them in the background. */
+    seg->idx_ids_at = len;
     seg->idx_nids = ncids;
-    seg->idx_raw = (unsigned char *)b.data;
-    b.data = NULL;
-    b.len = b.cap = 0;
     seg->count = n;
     seg->end = seg_file_size;
     rc = PAYI_OK;
 out:
     buf_release(&b);
     return rc;
+}
+
+payi_code seg_read_index_ids(const char *dir, const segment *seg, unsigned char **out, payi_err *err)
+{
+    char path[4096];
+    seg_path(path, sizeof path, dir, seg->first, "idx");
+    size_t len = seg->idx_nids * 24 + 4;
+    unsigned char *p = xmalloc(len);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int r = fd < 0 ? -1 : read_at(fd, p, len, seg->idx_ids_at);
+    int e = errno;
+    if (fd >= 0)
+        close(fd);
+    if (r != 0 || crc32c(0, p, len - 4) != get32(p + len - 4)) {
+        free(p);
+        return r < 0 ? payi_err_sys(err, PAYI_IO, e, "cannot read the client ids of %s", path)
+                     : payi_err_set(err, PAYI_CORRUPT, NULL, "the client ids of %s are damaged", path);
+    }
+    *out = p;
+    return PAYI_OK;
 }

@@ -28,8 +28,12 @@
  *    48      u32 offset[n]        byte offset of each record in the .seg
  *            u32 stream_ref[n]    index into the stream table below
  *            s x (u16 len, bytes) stream names
- *            c x (16-byte id, u64 position)
- *      end-4 u32 CRC32C of everything before
+ *            u32 CRC32C of everything above
+ *            c x (16-byte id, u64 position)     client ids
+ *      end-4 u32 CRC32C of the client ids
+ *
+ * Two checksums, so that opening reads the main part only; the client ids
+ * are read by the id loader in the background.
  *
  * The .idx is a cache: it is trusted only when its CRC holds and its first
  * position, count and segment end match the .seg file; otherwise the segment
@@ -69,11 +73,9 @@ typedef struct segment {
      * for sealed ones only until the id table has loaded them. */
     seg_cid *cids;
     size_t ncids, cids_cap;
-    /* A sealed segment loaded from its .idx keeps the file's bytes until the
-     * id loader has read its client ids: idx_nids entries of 24 bytes (16-byte
-     * id, little-endian u64 position) at idx_ids, inside idx_raw (owned). */
-    unsigned char *idx_raw;
-    const unsigned char *idx_ids;
+    /* A sealed segment loaded from its .idx: where its client ids are in
+     * that file, for the id loader (seg_read_index_ids). */
+    uint64_t idx_ids_at;
     size_t idx_nids;
 } segment;
 
@@ -117,11 +119,16 @@ payi_code seg_scan(const segment *seg, const char *path, uint64_t from, uint64_t
 
 /* Write DIR/<first>.idx for a complete segment (atomic: temp file, fsync, rename). */
 payi_code seg_write_index(const char *dir, const segment *seg, const stream_table *streams, payi_err *err);
-/* Load a .idx into seg (offsets; client ids left in place, see idx_raw) and
- * the stream table.  PAYI_NOT_FOUND when it is missing or does not match (the caller
+/* Load a .idx into seg (offsets; where its client ids are) and the stream
+ * table.  PAYI_NOT_FOUND when it is missing or does not match (the caller
  * rescans); other codes are I/O errors. */
 payi_code seg_load_index(const char *dir, segment *seg, uint64_t seg_file_size, stream_table *streams,
                          payi_err *err);
+
+/* Read and verify the client ids of a segment loaded from its .idx: idx_nids
+ * entries of 24 bytes (16-byte id, u64 position) and the CRC, into *out
+ * (owned by the caller).  PAYI_CORRUPT when the CRC fails. */
+payi_code seg_read_index_ids(const char *dir, const segment *seg, unsigned char **out, payi_err *err);
 
 payi_code dir_fsync(const char *dir, payi_err *err);
 
