@@ -15,40 +15,40 @@
 
 /* ---------------------------------------------------------------- shared */
 
-bool cli_parse_u64(const char *s, uint64_t *out)
+/* A decimal number, then *rest at what follows it; false for no digits,
+ * a sign, or overflow. */
+static bool parse_decimal(const char *s, uint64_t *out, const char **rest)
 {
-    if (!s || !*s || *s == '-')
+    if (!s || *s < '0' || *s > '9')
         return false;
     char *end;
     errno = 0;
     unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end)
+    if (errno)
         return false;
     *out = v;
+    *rest = end;
     return true;
+}
+
+bool cli_parse_u64(const char *s, uint64_t *out)
+{
+    const char *rest;
+    return parse_decimal(s, out, &rest) && !*rest;
 }
 
 bool cli_parse_size(const char *s, uint64_t *out)
 {
-    if (!s || !*s || *s == '-')
+    uint64_t v;
+    const char *end;
+    if (!parse_decimal(s, &v, &end))
         return false;
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || end == s)
-        return false;
-    unsigned shift = 0;
-    if (*end == 'k' || *end == 'K')
-        shift = 10;
-    else if (*end == 'm' || *end == 'M')
-        shift = 20;
-    else if (*end == 'g' || *end == 'G')
-        shift = 30;
+    unsigned shift = *end == 'k' || *end == 'K' ? 10 : *end == 'm' || *end == 'M' ? 20 : *end == 'g' || *end == 'G' ? 30 : 0;
     if (shift)
         end++;
     if (*end || (shift && v > (UINT64_MAX >> shift)))
         return false;
-    *out = (uint64_t)v << shift;
+    *out = v << shift;
     return true;
 }
 

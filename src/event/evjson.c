@@ -243,17 +243,23 @@ payi_code evjson_decode_text(evjson_batch *b, json_doc *doc, const char *text, s
     return evjson_decode(b, doc, err);
 }
 
+/* The fields an event and its acknowledgement share; leaves the object open. */
+static void write_where(buf *out, uint64_t position, const char *stream, uint32_t stream_len, uint64_t version)
+{
+    buf_puts(out, "{\"position\":");
+    buf_put_u64(out, position);
+    buf_puts(out, ",\"stream\":");
+    json_put_string(out, stream, stream_len);
+    buf_puts(out, ",\"version\":");
+    buf_put_u64(out, version);
+}
+
 void evjson_write_event(buf *out, const log_event *ev)
 {
     char id[UUID_STR_LEN + 1], when[TIME_RFC3339_LEN + 1];
     uuid_format(&ev->id, id);
     time_format_rfc3339(ev->time_ns, when);
-    buf_puts(out, "{\"position\":");
-    buf_put_u64(out, ev->position);
-    buf_puts(out, ",\"stream\":");
-    json_put_string(out, ev->stream, ev->stream_len);
-    buf_puts(out, ",\"version\":");
-    buf_put_u64(out, ev->version);
+    write_where(out, ev->position, ev->stream, ev->stream_len, ev->version);
     buf_puts(out, ",\"type\":");
     json_put_string(out, ev->type, ev->type_len);
     buf_printf(out, ",\"id\":\"%s\",\"time\":\"%s\",\"data\":", id, when);
@@ -269,12 +275,7 @@ void evjson_write_event(buf *out, const log_event *ev)
 void evjson_write_ack(buf *out, const log_append *a, uint32_t i)
 {
     const log_event_in *e = &a->events[i];
-    buf_puts(out, "{\"position\":");
-    buf_put_u64(out, e->position);
-    buf_puts(out, ",\"stream\":");
-    json_put_string(out, a->stream, a->stream_len);
-    buf_puts(out, ",\"version\":");
-    buf_put_u64(out, e->version);
+    write_where(out, e->position, a->stream, a->stream_len, e->version);
     if (e->duplicate)
         buf_puts(out, ",\"duplicate\":true");
     buf_putc(out, '}');
