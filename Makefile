@@ -7,10 +7,19 @@
 #   make fuzz             build the libFuzzer targets (clang) into build-fuzz/
 
 CC      ?= cc
-CFLAGS_BASE = -std=c11 -D_GNU_SOURCE -Isrc -g -O2 -pthread -MMD -MP
+# Libraries found with pkg-config; scripts/deps.sh installs their -dev packages.
+PKGS    = libmicrohttpd
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+ifeq ($(filter clean deps test demo bench fuzz,$(MAKECMDGOALS)),)
+ifneq ($(shell pkg-config --exists $(PKGS) && echo yes),yes)
+$(error missing libraries: $(PKGS); run scripts/deps.sh build (apt-get install libmicrohttpd-dev))
+endif
+endif
+CFLAGS_BASE = -std=c11 -D_GNU_SOURCE -Isrc -g -O2 -pthread -MMD -MP $(PKG_CFLAGS)
 WARN    = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
           -Wpointer-arith -Wformat=2 -Wvla -Wno-unused-parameter
-LDLIBS  = -pthread -lm
+LDLIBS  = $(PKG_LIBS) -pthread -lm
 
 ifdef SANITIZE
 BUILD   ?= build-san
@@ -54,6 +63,7 @@ unit: $(BUILD)/test_unit
 
 test:
 	@scripts/deps.sh test
+	@$(MAKE) --no-print-directory -s all
 	@tests/run.sh
 
 fuzz:

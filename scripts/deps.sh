@@ -4,9 +4,9 @@
 # Runs apt-get only when something is missing, so a prepared machine pays nothing.
 set -euo pipefail
 
-build_pkgs=(gcc make pkg-config)
+build_pkgs=(gcc make pkg-config libmicrohttpd-dev)
 test_pkgs=(clang libclang-rt-14-dev python3-pytest)
-bench_pkgs=(postgresql redis-server linux-perf)
+bench_pkgs=(postgresql redis-server linux-perf wrk)
 
 case "${1:-build}" in
   build) want=("${build_pkgs[@]}") ;;
