@@ -82,7 +82,15 @@ typedef struct event_fields {
     uint32_t stream, type, data, id, expected, meta;
 } event_fields;
 
-static payi_code collect_fields(const json_doc *d, uint32_t obj, event_fields *f, const char *prefix, payi_err *err)
+/* The stream an append is addressed to from outside the body (an HTTP path),
+ * or none: then every event object names it. */
+typedef struct fixed_stream {
+    const char *name;   /* NULL: the body names the stream */
+    size_t len;
+} fixed_stream;
+
+static payi_code collect_fields(const json_doc *d, uint32_t obj, event_fields *f, const char *prefix,
+                                const fixed_stream *fixed, payi_err *err)
 {
     memset(f, 0xff, sizeof *f);   /* UINT32_MAX: absent */
     if (d->nodes[obj].kind != JSON_OBJECT)
@@ -110,13 +118,13 @@ static payi_code collect_fields(const json_doc *d, uint32_t obj, event_fields *f
         *slot = v;
         k = json_next_sibling(d, v);
     }
-    if (f->stream == UINT32_MAX)
+    if (f->stream == UINT32_MAX && !fixed->name)
         return field_error(err, PAYI_VALIDATION, prefix, "stream", "is required");
     if (f->type == UINT32_MAX)
         return field_error(err, PAYI_VALIDATION, prefix, "type", "is required");
     if (f->data == UINT32_MAX)
         return field_error(err, PAYI_VALIDATION, prefix, "data", "is required");
-    if (d->nodes[f->stream].kind != JSON_STRING)
+    if (f->stream != UINT32_MAX && d->nodes[f->stream].kind != JSON_STRING)
         return field_error(err, PAYI_VALIDATION, prefix, "stream", "must be a string");
     if (d->nodes[f->type].kind != JSON_STRING)
         return field_error(err, PAYI_VALIDATION, prefix, "type", "must be a string");
@@ -159,8 +167,45 @@ static payi_code decode_event(evjson_batch *b, const json_doc *d, const event_fi
     return PAYI_OK;
 }
 
+/* The stream named in the body must be the one addressed from outside. */
+static payi_code check_fixed_stream(const fixed_stream *fixed, const buf *named, const char *prefix, payi_err *err)
+{
+    if (named->len == fixed->len && memcmp(named->data ? named->data : "", fixed->name, fixed->len) == 0)
+        return PAYI_OK;
+    return field_error(err, PAYI_VALIDATION, prefix, "stream",
+                       "differs from the stream the append is addressed to (leave it out or repeat it)");
+}
+
+/* Where the append's stream name goes into the batch text. */
+static void put_stream(evjson_batch *b, const json_doc *d, uint32_t node, const fixed_stream *fixed,
+                       log_append *a, struct evjson_offsets *ao)
+{
+    if (fixed->name) {
+        ao->stream = b->text.len;
+        buf_put(&b->text, fixed->name, fixed->len);
+        a->stream_len = (uint32_t)fixed->len;
+    } else {
+        ao->stream = put_string(b, d, node, &a->stream_len);
+    }
+}
+
+/* The stream checks of item i: the same stream as the first item, or as the fixed one. */
+static payi_code check_item_stream(const json_doc *d, const event_fields *f, uint32_t i, const fixed_stream *fixed,
+                                   buf *first_stream, buf *this_stream, const char *prefix, payi_err *err)
+{
+    if (f->stream == UINT32_MAX)
+        return PAYI_OK;   /* only allowed with a fixed stream */
+    json_get_string(d, f->stream, i == 0 ? first_stream : this_stream);
+    if (fixed->name)
+        return check_fixed_stream(fixed, i == 0 ? first_stream : this_stream, prefix, err);
+    if (i > 0 && (this_stream->len != first_stream->len || memcmp(this_stream->data, first_stream->data, this_stream->len)))
+        return field_error(err, PAYI_VALIDATION, prefix, "stream",
+                           "differs from the first event's: an atomic append is to one stream");
+    return PAYI_OK;
+}
+
 static payi_code decode_items(evjson_batch *b, const json_doc *d, log_append *a, struct evjson_offsets *ao,
-                              payi_err *err)
+                              const fixed_stream *fixed, payi_err *err)
 {
     uint32_t root = 0, nitems = 1, item = 0;
     bool is_array = d->nodes[0].kind == JSON_ARRAY;
@@ -177,20 +222,17 @@ static payi_code decode_items(evjson_batch *b, const json_doc *d, log_append *a,
         if (is_array)
             snprintf(prefix, sizeof prefix, "[%u].", i);
         event_fields f;
-        rc = collect_fields(d, item, &f, prefix, err);
+        rc = collect_fields(d, item, &f, prefix, fixed, err);
         if (rc != PAYI_OK)
             break;
-        json_get_string(d, f.stream, i == 0 ? &first_stream : &this_stream);
-        if (i > 0 && (this_stream.len != first_stream.len || memcmp(this_stream.data, first_stream.data, this_stream.len)))
-            rc = field_error(err, PAYI_VALIDATION, prefix, "stream",
-                             "differs from the first event's: an atomic append is to one stream");
-        else if (i > 0 && f.expected != UINT32_MAX)
+        rc = check_item_stream(d, &f, i, fixed, &first_stream, &this_stream, prefix, err);
+        if (rc == PAYI_OK && i > 0 && f.expected != UINT32_MAX)
             rc = field_error(err, PAYI_VALIDATION, prefix, "expected_version",
                              "is allowed only on the first event of an array");
-        else if (i == 0 && f.expected != UINT32_MAX)
+        else if (rc == PAYI_OK && i == 0 && f.expected != UINT32_MAX)
             rc = decode_expected(d, f.expected, &a->expected, prefix, err);
         if (rc == PAYI_OK && i == 0)
-            ao->stream = put_string(b, d, f.stream, &a->stream_len);
+            put_stream(b, d, f.stream, fixed, a, ao);
         if (rc == PAYI_OK)
             rc = decode_event(b, d, &f, prefix, err);
     }
@@ -199,7 +241,7 @@ static payi_code decode_items(evjson_batch *b, const json_doc *d, log_append *a,
     return rc;
 }
 
-payi_code evjson_decode(evjson_batch *b, const json_doc *doc, payi_err *err)
+static payi_code decode_append(evjson_batch *b, const json_doc *doc, const fixed_stream *fixed, payi_err *err)
 {
     size_t text_mark = b->text.len, ev_mark = b->nev;
     b->appends = xgrow(b->appends, &b->cap, b->n + 1, sizeof *b->appends);
@@ -208,7 +250,7 @@ payi_code evjson_decode(evjson_batch *b, const json_doc *doc, payi_err *err)
     memset(a, 0, sizeof *a);
     a->expected = LOG_EXPECT_ANY;
     b->offs[b->n].first_event = b->nev;
-    payi_code rc = decode_items(b, doc, a, &b->offs[b->n], err);
+    payi_code rc = decode_items(b, doc, a, &b->offs[b->n], fixed, err);
     if (rc != PAYI_OK) {   /* leave the batch as it was */
         b->text.len = text_mark;
         b->nev = ev_mark;
@@ -217,6 +259,19 @@ payi_code evjson_decode(evjson_batch *b, const json_doc *doc, payi_err *err)
     a->nevents = (uint32_t)(b->nev - ev_mark);
     b->n++;
     return PAYI_OK;
+}
+
+payi_code evjson_decode(evjson_batch *b, const json_doc *doc, payi_err *err)
+{
+    fixed_stream none = {NULL, 0};
+    return decode_append(b, doc, &none, err);
+}
+
+payi_code evjson_decode_in_stream(evjson_batch *b, const json_doc *doc, const char *stream, size_t stream_len,
+                                  payi_err *err)
+{
+    fixed_stream fixed = {stream ? stream : "", stream_len};
+    return decode_append(b, doc, &fixed, err);
 }
 
 void evjson_batch_seal(evjson_batch *b) { evjson_batch_seal_from(b, 0); }

@@ -38,6 +38,11 @@ void evjson_batch_release(evjson_batch *b);
 /* Decode one event object or array (the root of doc) as one more append.  On
  * error nothing is added and err names the field. */
 payi_code evjson_decode(evjson_batch *b, const json_doc *doc, payi_err *err);
+/* The same for an append addressed to stream from outside the body (an HTTP
+ * path): each object's "stream" key may be left out, and must equal stream
+ * when given.  stream is copied; it is not validated here (log_validate). */
+payi_code evjson_decode_in_stream(evjson_batch *b, const json_doc *doc, const char *stream, size_t stream_len,
+                                  payi_err *err);
 /* Fix up string pointers once all appends are decoded. */
 void evjson_batch_seal(evjson_batch *b);
 /* The same for appends [first, n) only: valid until the batch text grows. */
