@@ -8,9 +8,11 @@
  * position, and why a subscription starts from a log_cursor (one next offset
  * per partition) rather than from a bare number.
  *
- * Threads: every function may be called from any thread.  Appends are
- * serialized by one writer thread that commits everything pending with one
- * write and one fdatasync (group commit), then acknowledges it.
+ * Threads: on a writable log every function may be called from any thread.
+ * Appends are serialized by one writer thread that commits everything
+ * pending with one write and one fdatasync (group commit), then acknowledges
+ * it.  A read-only log (a reader beside a writer process) catches up with the
+ * files inside log_sub_next: use it from one thread at a time.
  *
  * Ownership: strings in a log_event borrow from memory owned by the reader
  * (a log_sub or the read callback's frame) and stay valid until the next
