@@ -4,6 +4,7 @@
 
 #include "bench/bench.h"
 #include "cli/cli.h"
+#include "serve/serve.h"
 
 static const char usage[] =
     "usage: payi <verb> [options]     (payi <verb> --help for each)\n"
@@ -11,6 +12,7 @@ static const char usage[] =
     "  append   append NDJSON events from standard input, one ack line per durable event\n"
     "  read     print events of a stream or of the whole log, optionally following live\n"
     "  check    verify every record of the log\n"
+    "  serve    serve the event store over HTTP (appends, reads, live events, health, metrics)\n"
     "  bench    built-in benchmarks: payi bench append\n"
     "\n"
     "payi is an event store and fast-data engine: the Payi architecture in one program.\n";
@@ -32,6 +34,8 @@ int main(int argc, char **argv)
         return cli_read(argc - 1, argv + 1);
     if (!strcmp(verb, "check"))
         return cli_check(argc - 1, argv + 1);
+    if (!strcmp(verb, "serve"))
+        return serve_main(argc - 1, argv + 1);
     if (!strcmp(verb, "bench"))
         return bench_main(argc - 1, argv + 1);
     fprintf(stderr, "payi: unknown verb '%s'\n\n%s", verb, usage);

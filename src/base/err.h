@@ -17,6 +17,7 @@
     X(VALIDATION,      "validation",           400, "invalid input")               \
     X(USAGE,           "usage",                400, "bad command-line usage")      \
     X(NOT_FOUND,       "not_found",            404, "not found")                   \
+    X(METHOD_NOT_ALLOWED, "method_not_allowed", 405, "method not allowed")        \
     X(CONFLICT,        "conflict",             409, "expected version mismatch")   \
     X(CANCELLED,       "cancelled",            409, "not attempted: an earlier append of the same submission failed") \
     X(TOO_LARGE,       "too_large",            413, "too large")                   \

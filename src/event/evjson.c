@@ -335,3 +335,26 @@ void evjson_write_ack(buf *out, const log_append *a, uint32_t i)
         buf_puts(out, ",\"duplicate\":true");
     buf_putc(out, '}');
 }
+
+void evjson_write_append_result(buf *out, const log_append *a)
+{
+    const log_event_in *last = &a->events[a->nevents - 1];
+    write_where(out, last->position, a->stream, a->stream_len, last->version);
+    buf_puts(out, ",\"events\":[");
+    bool all_dup = true;
+    for (uint32_t i = 0; i < a->nevents; i++) {
+        const log_event_in *e = &a->events[i];
+        char id[UUID_STR_LEN + 1];
+        uuid_format(&e->id, id);
+        buf_puts(out, i ? ",{\"position\":" : "{\"position\":");
+        buf_put_u64(out, e->position);
+        buf_puts(out, ",\"version\":");
+        buf_put_u64(out, e->version);
+        buf_printf(out, ",\"id\":\"%s\"", id);
+        if (e->duplicate)
+            buf_puts(out, ",\"duplicate\":true");
+        buf_putc(out, '}');
+        all_dup = all_dup && e->duplicate;
+    }
+    buf_puts(out, all_dup ? "],\"duplicate\":true}" : "]}");
+}

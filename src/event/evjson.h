@@ -53,5 +53,11 @@ payi_code evjson_decode_text(evjson_batch *b, json_doc *doc, const char *text, s
 
 void evjson_write_event(buf *out, const log_event *ev);
 void evjson_write_ack(buf *out, const log_append *a, uint32_t event_index);
+/* The answer to a completed append (HTTP):
+ * {"position","stream","version","events":[{"position","version","id"[,"duplicate"]}...][,"duplicate":true]}
+ * where position and version are the last event's (version: the stream's
+ * version after the append, the next expected_version), and "duplicate" at
+ * the top says the whole append was a repeat. */
+void evjson_write_append_result(buf *out, const log_append *a);
 
 #endif

@@ -33,6 +33,10 @@ typedef struct http_options {
 
 void http_options_default(http_options *o);
 
+/* Check the form of a listen address ("HOST:PORT", "[V6]:PORT", port 0..65535)
+ * without resolving or binding it: PAYI_USAGE with the reason. */
+payi_code http_check_listen(const char *listen, payi_err *err);
+
 /* Bind, listen and start serving.  PAYI_USAGE for a bad listen address, PAYI_IO
  * (with the system's reason, e.g. "Address already in use") when the socket
  * cannot be bound. */

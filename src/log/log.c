@@ -745,6 +745,11 @@ static payi_code check_name(const char *what, const char *s, uint32_t len, payi_
     return PAYI_OK;
 }
 
+payi_code log_check_stream_name(const char *stream, uint32_t len, payi_err *err)
+{
+    return check_name("stream", stream, len, err);
+}
+
 payi_code log_validate(const payi_log *log, const log_append *a, payi_err *err)
 {
     payi_code rc = check_name("stream", a->stream, a->stream_len, err);

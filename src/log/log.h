@@ -102,6 +102,10 @@ payi_code log_wait(payi_log *log, log_submission *s);
 /* Submit and wait for a single append. */
 payi_code log_append_one(payi_log *log, log_append *a);
 
+/* The rules for a stream name (1..255 bytes of UTF-8, no control
+ * characters), for callers that take names apart from appends. */
+payi_code log_check_stream_name(const char *stream, uint32_t len, payi_err *err);
+
 /* Check an append before submitting it: names, sizes.  The writer repeats
  * nothing of this; invalid appends never reach it. */
 payi_code log_validate(const payi_log *log, const log_append *a, payi_err *err);

@@ -1,0 +1,1072 @@
+/* http.c — the HTTP face of the event store, on libmicrohttpd (MHD).
+ *
+ * Routes (see http.h for the answers):
+ *   POST /streams/{stream}   body: one event object or an array (one atomic append);
+ *                            Content-Type application/x-ndjson: one append per line,
+ *                            all lines submitted together, answered line by line.
+ *   GET  /streams/{stream}   ?from=VERSION&limit=N&backwards=BOOL
+ *   GET  /all                ?from=POSITION&limit=N&backwards=BOOL
+ *   GET  /events             ?from=POSITION, or the Last-Event-ID header: SSE
+ *   GET  /health, GET /metrics
+ *   anything else: 404 not_found; a known path with another method: 405.
+ *
+ * Threading: MHD runs one thread per connection (MHD_USE_THREAD_PER_CONNECTION
+ * with poll, so descriptors above FD_SETSIZE work).  A handler may therefore
+ * block: an append waits for its group commit in log_append_one/log_wait, and
+ * an event stream waits in log_sub_next inside MHD's content-reader callback,
+ * in slices of SSE_SLICE_MS so that it notices a departed client (POLLRDHUP on
+ * its socket) and server shutdown without any event arriving.  Keep-alive
+ * connections run their requests one after another on their thread.  The only
+ * state shared between connection threads is the log (thread-safe) and the
+ * metrics counters (relaxed atomics).
+ *
+ * Request flow: MHD calls on_request first with the headers (we allocate an
+ * http_req, route it, and answer GETs and early errors at once), then once per
+ * piece of body (copied into req->body, refused past max_body), then once with
+ * no data: the append happens then.  on_completed frees the http_req and
+ * records the request's status and duration.
+ *
+ * Paths are decoded here, not by MHD: the unescape callback keeps the text as
+ * sent, so "%2F" in a stream name is a byte of the name and never a path
+ * separator; query values are percent-decoded here too.
+ *
+ * Ownership: the server borrows the log.  An http_req is owned by MHD's
+ * per-request pointer until on_completed; an event stream (sse) is owned by
+ * its MHD response and freed by sse_free (closing its subscription) when the
+ * response is destroyed: the client went away, the stream failed, or the
+ * server stopped.
+ */
+#include "http/http.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "base/buf.h"
+#include "base/json.h"
+#include "base/mem.h"
+#include "base/timefmt.h"
+#include "event/evjson.h"
+
+#define SSE_SLICE_MS 250          /* how often an idle event stream looks at its client and at shutdown */
+#define SSE_BLOCK (64u << 10)     /* most bytes handed to MHD per content-reader call */
+#define READ_MAX_LIMIT 100000u    /* events per GET /streams or /all answer */
+#define READ_DEFAULT_LIMIT 1000u
+#define LISTEN_BACKLOG 1024
+
+/* ---------------------------------------------------------------- routes and metrics */
+
+typedef enum {
+    R_APPEND,      /* POST /streams/{stream} */
+    R_STREAM,      /* GET /streams/{stream} */
+    R_ALL,         /* GET /all */
+    R_EVENTS,      /* GET /events */
+    R_HEALTH,      /* GET /health */
+    R_METRICS,     /* GET /metrics */
+    R_OTHER,       /* 404 and 405 */
+    R__N
+} route;
+
+static const char *const route_label[R__N] = {
+    "POST /streams/{stream}", "GET /streams/{stream}", "GET /all", "GET /events", "GET /health", "GET /metrics",
+    "other"};
+
+#define HIST_N 14
+static const double hist_le[HIST_N] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                       0.025,  0.05,    0.1,    0.25,  0.5,    1.0,   5.0};
+
+typedef struct route_stats {
+    _Atomic uint64_t by_status[600];
+    _Atomic uint64_t bucket[HIST_N + 1];   /* non-cumulative; the last is +Inf */
+    _Atomic uint64_t sum_ns;
+    _Atomic uint64_t count;
+} route_stats;
+
+struct http_server {
+    payi_log *log;
+    http_options opt;
+    struct MHD_Daemon *mhd;
+    int fd;                     /* the listening socket: ours; MHD only uses it */
+    char url[INET6_ADDRSTRLEN + 32];
+    _Atomic bool stopping;
+    _Atomic int64_t sse_clients;
+    route_stats stats[R__N];
+};
+
+typedef struct http_req {
+    http_server *srv;
+    route route;
+    int64_t start_ns;
+    int status;                 /* of the queued answer; 0 when none was */
+    bool ndjson;
+    bool too_big;
+    buf stream;                 /* the decoded {stream} of the path */
+    int early_status;           /* an error found with the headers, answered after the body */
+    buf early;
+    buf body;
+} http_req;
+
+static void count_request(http_server *s, const http_req *r)
+{
+    route_stats *st = &s->stats[r->route];
+    uint64_t ns = (uint64_t)(time_mono_ns() - r->start_ns);
+    if (r->status > 0 && r->status < 600)
+        atomic_fetch_add_explicit(&st->by_status[r->status], 1, memory_order_relaxed);
+    double secs = (double)ns / 1e9;
+    unsigned b = 0;
+    while (b < HIST_N && secs > hist_le[b])
+        b++;
+    atomic_fetch_add_explicit(&st->bucket[b], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&st->sum_ns, ns, memory_order_relaxed);
+    atomic_fetch_add_explicit(&st->count, 1, memory_order_relaxed);
+}
+
+/* ---------------------------------------------------------------- answers */
+
+/* A JSON string of text that should be UTF-8 but may have been cut mid-character
+ * by a fixed-size message buffer: invalid bytes become U+FFFD. */
+static void put_text(buf *out, const char *s, size_t len)
+{
+    buf clean = BUF_INIT;
+    size_t bad;
+    while (!json_utf8_valid(s, len, &bad)) {
+        buf_put(&clean, s, bad);
+        buf_puts(&clean, "\xef\xbf\xbd");
+        s += bad + 1;
+        len -= bad + 1;
+    }
+    buf_put(&clean, s, len);
+    json_put_string(out, clean.data ? clean.data : "", clean.len);
+    buf_release(&clean);
+}
+
+/* {"error":{"code","message","field"?<extra>}}; extra is more members, each led by a comma. */
+static void write_error_word(buf *out, const char *word, const payi_err *e, const char *extra)
+{
+    buf_puts(out, "{\"error\":{\"code\":\"");
+    buf_puts(out, word);
+    buf_puts(out, "\",\"message\":");
+    put_text(out, e->msg, strlen(e->msg));
+    if (e->field[0]) {
+        buf_puts(out, ",\"field\":");
+        put_text(out, e->field, strlen(e->field));
+    }
+    buf_puts(out, extra ? extra : "");
+    buf_puts(out, "}}");
+}
+
+static void write_error(buf *out, const payi_err *e, const char *extra)
+{
+    write_error_word(out, payi_code_word(e->code), e, extra);
+}
+
+static enum MHD_Result send_body(http_req *r, struct MHD_Connection *c, int status, const char *ctype,
+                                 const buf *body)
+{
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(body->len, body->data ? body->data : (void *)"", MHD_RESPMEM_MUST_COPY);
+    if (!resp)
+        return MHD_NO;
+    enum MHD_Result rc = MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+    if (rc == MHD_YES && status == MHD_HTTP_METHOD_NOT_ALLOWED)
+        rc = MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->route == R_APPEND ? "GET, POST" : "GET");
+    if (rc == MHD_YES)
+        rc = MHD_queue_response(c, (unsigned)status, resp);
+    MHD_destroy_response(resp);
+    if (rc == MHD_YES)
+        r->status = status;
+    return rc;
+}
+
+static enum MHD_Result send_json(http_req *r, struct MHD_Connection *c, int status, const buf *body)
+{
+    return send_body(r, c, status, "application/json", body);
+}
+
+static enum MHD_Result send_error_extra(http_req *r, struct MHD_Connection *c, const payi_err *e, const char *extra)
+{
+    buf out = BUF_INIT;
+    write_error(&out, e, extra);
+    enum MHD_Result rc = send_json(r, c, payi_code_http(e->code), &out);
+    buf_release(&out);
+    return rc;
+}
+
+static enum MHD_Result send_error(http_req *r, struct MHD_Connection *c, const payi_err *e)
+{
+    return send_error_extra(r, c, e, NULL);
+}
+
+/* ---------------------------------------------------------------- request input */
+
+static int hex_digit(char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F')
+        return ch - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decode s[0..n) into out; false on a malformed escape. */
+static bool pct_decode(const char *s, size_t n, buf *out)
+{
+    buf_reset(out);
+    buf_reserve(out, n);
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] != '%') {
+            buf_putc(out, s[i]);
+            continue;
+        }
+        int hi = i + 1 < n ? hex_digit(s[i + 1]) : -1;
+        int lo = i + 2 < n ? hex_digit(s[i + 2]) : -1;
+        if (hi < 0 || lo < 0)
+            return false;
+        buf_putc(out, (char)(hi * 16 + lo));
+        i += 2;
+    }
+    return true;
+}
+
+/* A query parameter, percent-decoded into out.  Returns 0 when absent, 1 when
+ * present (a bare "?name" gives an empty value), -1 when malformed. */
+static int query_param(struct MHD_Connection *c, const char *name, buf *out)
+{
+    const char *v = NULL;
+    size_t vlen = 0;
+    if (MHD_lookup_connection_value_n(c, MHD_GET_ARGUMENT_KIND, name, strlen(name), &v, &vlen) != MHD_YES)
+        return 0;
+    return pct_decode(v ? v : "", v ? vlen : 0, out) ? 1 : -1;
+}
+
+static bool parse_u64(const char *s, uint64_t *out)
+{
+    if (!s || *s < '0' || *s > '9')
+        return false;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end)
+        return false;
+    *out = v;
+    return true;
+}
+
+static bool parse_bool(const char *s, bool *out)
+{
+    if (!*s || !strcmp(s, "true") || !strcmp(s, "1")) {
+        *out = true;
+        return true;
+    }
+    if (!strcmp(s, "false") || !strcmp(s, "0")) {
+        *out = false;
+        return true;
+    }
+    return false;
+}
+
+typedef struct read_params {
+    uint64_t from;
+    bool from_set;
+    uint64_t limit;
+    bool backwards;
+} read_params;
+
+/* from, limit and backwards of a read; PAYI_VALIDATION naming the parameter. */
+static payi_code parse_read_params(struct MHD_Connection *c, read_params *p, payi_err *err)
+{
+    buf v = BUF_INIT;
+    payi_code rc = PAYI_OK;
+    p->from = 0;
+    p->from_set = false;
+    p->limit = READ_DEFAULT_LIMIT;
+    p->backwards = false;
+    int have = query_param(c, "from", &v);
+    if (have != 0 && (have < 0 || !parse_u64(v.data, &p->from)))
+        rc = payi_err_set(err, PAYI_VALIDATION, "from", "from must be a whole number >= 0");
+    p->from_set = have > 0;
+    have = rc == PAYI_OK ? query_param(c, "limit", &v) : 0;
+    if (have != 0 && (have < 0 || !parse_u64(v.data, &p->limit) || p->limit == 0 || p->limit > READ_MAX_LIMIT))
+        rc = payi_err_set(err, PAYI_VALIDATION, "limit", "limit must be a whole number from 1 to %u",
+                          READ_MAX_LIMIT);
+    have = rc == PAYI_OK ? query_param(c, "backwards", &v) : 0;
+    if (have != 0 && (have < 0 || !parse_bool(v.data, &p->backwards)))
+        rc = payi_err_set(err, PAYI_VALIDATION, "backwards", "backwards must be true or false");
+    buf_release(&v);
+    return rc;
+}
+
+static payi_code check_stream_name(const buf *name, payi_err *err)
+{
+    if (name->len > UINT32_MAX / 2)
+        return payi_err_set(err, PAYI_VALIDATION, "stream", "stream is too long");
+    return log_check_stream_name(name->data ? name->data : "", (uint32_t)name->len, err);
+}
+
+/* ---------------------------------------------------------------- POST /streams/{stream} */
+
+/* Decode, validate and submit one JSON document as an append to r->stream. */
+static payi_code decode_one(http_req *r, evjson_batch *b, const json_doc *doc, payi_err *err)
+{
+    size_t mark = b->n;
+    payi_code rc = evjson_decode_in_stream(b, doc, r->stream.data ? r->stream.data : "", r->stream.len, err);
+    if (rc != PAYI_OK)
+        return rc;
+    evjson_batch_seal_from(b, mark);   /* log_validate reads the strings */
+    rc = log_validate(r->srv->log, &b->appends[mark], err);
+    if (rc != PAYI_OK)
+        b->n = mark;   /* its text stays behind unused until the batch is released */
+    return rc;
+}
+
+static void json_error_to_err(const json_error *je, payi_err *err, char *extra, size_t extra_size)
+{
+    payi_err_set(err, PAYI_BAD_JSON, NULL, "malformed JSON at line %u, column %u: %s", je->line, je->col, je->msg);
+    snprintf(extra, extra_size, ",\"line\":%u,\"col\":%u", je->line, je->col);
+}
+
+/* The answer to a completed append: 201, 200 for a repeat, or the error. */
+static void write_append_result(buf *out, const log_append *a)
+{
+    if (a->status == PAYI_OK) {
+        evjson_write_append_result(out, a);
+        return;
+    }
+    char extra[48] = "";
+    if (a->status == PAYI_CONFLICT)
+        snprintf(extra, sizeof extra, ",\"actual_version\":%" PRId64, a->actual_version);
+    write_error(out, &a->err, extra);
+}
+
+static enum MHD_Result append_json(http_req *r, struct MHD_Connection *c)
+{
+    json_doc doc = JSON_DOC_INIT;
+    json_error je;
+    payi_err err;
+    char extra[64] = "";
+    evjson_batch b;
+    evjson_batch_init(&b);
+    payi_code rc = PAYI_OK;
+    if (!json_parse(&doc, r->body.data ? r->body.data : "", r->body.len, NULL, &je)) {
+        json_error_to_err(&je, &err, extra, sizeof extra);
+        rc = PAYI_BAD_JSON;
+    } else {
+        rc = decode_one(r, &b, &doc, &err);
+    }
+    enum MHD_Result mr;
+    if (rc != PAYI_OK) {
+        mr = send_error_extra(r, c, &err, extra);
+    } else {
+        log_append *a = &b.appends[0];
+        log_append_one(r->srv->log, a);   /* the outcome is in a->status */
+        buf out = BUF_INIT;
+        write_append_result(&out, a);
+        int status = a->status != PAYI_OK ? payi_code_http(a->status) : a->events[0].duplicate ? 200 : 201;
+        mr = send_json(r, c, status, &out);
+        buf_release(&out);
+    }
+    evjson_batch_release(&b);
+    json_doc_release(&doc);
+    return mr;
+}
+
+/* One input line of an NDJSON body: the append it became, or why not. */
+typedef struct nd_line {
+    uint32_t lineno;
+    int64_t append;             /* index into the batch, or -1 with err */
+    payi_err err;
+    char extra[64];
+} nd_line;
+
+static void nd_decode_line(http_req *r, evjson_batch *b, json_doc *doc, const char *s, size_t len, nd_line *l)
+{
+    json_error je;
+    l->append = -1;
+    l->extra[0] = '\0';
+    if (!json_parse(doc, s, len, NULL, &je)) {
+        snprintf(l->extra, sizeof l->extra, ",\"line\":%u,\"col\":%u", l->lineno, je.col);
+        payi_err_set(&l->err, PAYI_BAD_JSON, NULL, "malformed JSON at line %u, column %u: %s", l->lineno, je.col,
+                     je.msg);
+        return;
+    }
+    if (decode_one(r, b, doc, &l->err) == PAYI_OK)
+        l->append = (int64_t)b->n - 1;
+    else
+        snprintf(l->extra, sizeof l->extra, ",\"line\":%u", l->lineno);
+}
+
+/* Split the body into lines and decode each; blank lines are skipped. */
+static nd_line *nd_decode_all(http_req *r, evjson_batch *b, size_t *nlines)
+{
+    nd_line *lines = NULL;
+    size_t n = 0, cap = 0;
+    json_doc doc = JSON_DOC_INIT;
+    const char *p = r->body.data ? r->body.data : "", *end = p + r->body.len;
+    for (uint32_t lineno = 1; p < end; lineno++) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *stop = nl ? nl : end;
+        size_t len = (size_t)(stop - p);
+        while (len && (p[len - 1] == '\r' || p[len - 1] == ' ' || p[len - 1] == '\t'))
+            len--;
+        if (len) {
+            lines = xgrow(lines, &cap, n + 1, sizeof *lines);
+            lines[n].lineno = lineno;
+            nd_decode_line(r, b, &doc, p, len, &lines[n]);
+            n++;
+        }
+        p = nl ? nl + 1 : end;
+    }
+    json_doc_release(&doc);
+    *nlines = n;
+    return lines;
+}
+
+static enum MHD_Result append_ndjson(http_req *r, struct MHD_Connection *c)
+{
+    evjson_batch b;
+    evjson_batch_init(&b);
+    size_t n;
+    nd_line *lines = nd_decode_all(r, &b, &n);
+    if (b.n) {
+        evjson_batch_seal(&b);
+        /* One submission: the lines share group commits; a failed line does not stop the others. */
+        log_wait(r->srv->log, log_submit(r->srv->log, b.appends, (uint32_t)b.n, false));
+    }
+    buf out = BUF_INIT;
+    for (size_t i = 0; i < n; i++) {
+        if (lines[i].append >= 0 && b.appends[lines[i].append].status == PAYI_OK) {
+            write_append_result(&out, &b.appends[lines[i].append]);
+        } else if (lines[i].append >= 0) {
+            const log_append *a = &b.appends[lines[i].append];
+            char extra[96];
+            snprintf(extra, sizeof extra, ",\"line\":%u", lines[i].lineno);
+            if (a->status == PAYI_CONFLICT)
+                snprintf(extra, sizeof extra, ",\"line\":%u,\"actual_version\":%" PRId64, lines[i].lineno,
+                         a->actual_version);
+            write_error(&out, &a->err, extra);
+        } else {
+            write_error(&out, &lines[i].err, lines[i].extra);
+        }
+        buf_putc(&out, '\n');
+    }
+    enum MHD_Result mr = send_body(r, c, 200, "application/x-ndjson", &out);
+    buf_release(&out);
+    free(lines);
+    evjson_batch_release(&b);
+    return mr;
+}
+
+static bool is_ndjson(struct MHD_Connection *c)
+{
+    const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+    return ct && (!strncasecmp(ct, "application/x-ndjson", 20) || !strncasecmp(ct, "application/ndjson", 18));
+}
+
+/* Headers seen: refuse a declared body over the limit before reading it. */
+static enum MHD_Result append_begin(http_req *r, struct MHD_Connection *c)
+{
+    r->ndjson = is_ndjson(c);
+    const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    uint64_t len = 0;
+    if (cl && parse_u64(cl, &len) && len > r->srv->opt.max_body) {
+        payi_err e;
+        payi_err_set(&e, PAYI_TOO_LARGE, "body", "request body of %" PRIu64 " bytes exceeds the limit of %" PRIu64
+                     " bytes", len, r->srv->opt.max_body);
+        return send_error(r, c, &e);
+    }
+    if (len)
+        buf_reserve(&r->body, (size_t)len);
+    return MHD_YES;
+}
+
+/* A piece of body: kept while under the limit; past it, read and dropped, so
+ * that the answer can still be given (MHD queues answers only before the body
+ * or after all of it). */
+static void append_take(http_req *r, const char *data, size_t n)
+{
+    if (r->too_big || r->body.len + n > r->srv->opt.max_body) {
+        r->too_big = true;
+        buf_release(&r->body);
+        return;
+    }
+    buf_put(&r->body, data, n);
+}
+
+static enum MHD_Result append_end(http_req *r, struct MHD_Connection *c)
+{
+    if (r->too_big) {
+        payi_err e;
+        payi_err_set(&e, PAYI_TOO_LARGE, "body", "request body exceeds the limit of %" PRIu64 " bytes",
+                     r->srv->opt.max_body);
+        return send_error(r, c, &e);
+    }
+    return r->ndjson ? append_ndjson(r, c) : append_json(r, c);
+}
+
+/* ---------------------------------------------------------------- GET /streams/{stream}, GET /all */
+
+typedef struct read_out {
+    buf *out;
+    uint64_t head;              /* events at or past it were not visible when the read began */
+    uint64_t n;
+} read_out;
+
+static int put_event(void *ctx, const log_event *ev)
+{
+    read_out *o = ctx;
+    if (ev->position >= o->head)
+        return 1;
+    if (o->n++)
+        buf_putc(o->out, ',');
+    evjson_write_event(o->out, ev);
+    return 0;
+}
+
+static enum MHD_Result handle_read(http_req *r, struct MHD_Connection *c)
+{
+    payi_err err;
+    read_params p;
+    payi_log *log = r->srv->log;
+    if (parse_read_params(c, &p, &err) != PAYI_OK)
+        return send_error(r, c, &err);
+    if (r->route == R_STREAM && check_stream_name(&r->stream, &err) != PAYI_OK)
+        return send_error(r, c, &err);
+    buf out = BUF_INIT;
+    read_out o = {&out, log_head(log), 0};
+    uint64_t from = p.backwards && !p.from_set ? UINT64_MAX : p.from;
+    buf_puts(&out, "{\"events\":[");
+    payi_code rc = r->route == R_ALL
+                       ? log_read_all(log, from, p.limit, p.backwards, put_event, &o, &err)
+                       : log_read_stream(log, r->stream.data, (uint32_t)r->stream.len, from, p.limit, p.backwards,
+                                         put_event, &o, &err);
+    enum MHD_Result mr;
+    if (rc != PAYI_OK) {
+        mr = send_error(r, c, &err);
+    } else {
+        buf_puts(&out, "],\"head\":");
+        buf_put_u64(&out, o.head);
+        buf_putc(&out, '}');
+        mr = send_json(r, c, 200, &out);
+    }
+    buf_release(&out);
+    return mr;
+}
+
+/* ---------------------------------------------------------------- GET /events (SSE) */
+
+typedef struct sse {
+    http_server *srv;
+    log_sub *sub;
+    int fd;                     /* the client's socket: polled for hang-up while idle */
+    buf out;                    /* text not yet handed to MHD, from off */
+    size_t off;
+    int64_t keepalive_at;       /* monotonic ns */
+    bool done;                  /* an error event was written: end after it */
+} sse;
+
+static void sse_free(void *cls)
+{
+    sse *s = cls;
+    log_sub_close(s->sub);
+    buf_release(&s->out);
+    atomic_fetch_sub_explicit(&s->srv->sse_clients, 1, memory_order_relaxed);
+    free(s);
+}
+
+static bool client_gone(int fd)
+{
+    struct pollfd p = {.fd = fd, .events = POLLRDHUP};
+    int n = poll(&p, 1, 0);
+    return n > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL));
+}
+
+static void sse_put_event(sse *s, const log_event *ev)
+{
+    buf_puts(&s->out, "id: ");
+    buf_put_u64(&s->out, ev->position);
+    buf_puts(&s->out, "\ndata: ");
+    evjson_write_event(&s->out, ev);   /* one line: evjson escapes every control character */
+    buf_puts(&s->out, "\n\n");
+}
+
+static void sse_put_error(sse *s, const payi_err *err)
+{
+    buf_puts(&s->out, "event: error\ndata: ");
+    write_error(&s->out, err, NULL);
+    buf_puts(&s->out, "\n\n");
+    s->done = true;
+}
+
+static int64_t keepalive_ns(const sse *s) { return (int64_t)s->srv->opt.sse_keepalive_ms * 1000000; }
+
+/* Put something into s->out: the events there are (without waiting once one
+ * is in), else a keep-alive comment when due.  Returns 0 when out has text,
+ * or the MHD end code when the stream is over. */
+static ssize_t sse_fill(sse *s, size_t max)
+{
+    if (s->done)
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    for (;;) {
+        log_event ev;
+        payi_err err;
+        payi_code rc = log_sub_next(s->sub, &ev, s->out.len ? 0 : SSE_SLICE_MS, &err);
+        if (rc == PAYI_OK) {
+            sse_put_event(s, &ev);
+            if (s->out.len >= max)
+                return 0;
+            continue;
+        }
+        if (rc != PAYI_TIMEOUT) {
+            sse_put_error(s, &err);
+            return 0;
+        }
+        if (s->out.len)
+            break;
+        if (atomic_load(&s->srv->stopping))
+            return MHD_CONTENT_READER_END_OF_STREAM;
+        if (client_gone(s->fd))
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+        if (time_mono_ns() >= s->keepalive_at) {
+            buf_puts(&s->out, ": keepalive\n\n");
+            break;
+        }
+    }
+    s->keepalive_at = time_mono_ns() + keepalive_ns(s);
+    return 0;
+}
+
+static ssize_t sse_read(void *cls, uint64_t pos, char *dst, size_t max)
+{
+    sse *s = cls;
+    if (s->off == s->out.len) {
+        buf_reset(&s->out);
+        s->off = 0;
+        ssize_t end = sse_fill(s, max);
+        if (end)
+            return end;
+    }
+    size_t n = s->out.len - s->off < max ? s->out.len - s->off : max;
+    memcpy(dst, s->out.data + s->off, n);
+    s->off += n;
+    return (ssize_t)n;
+}
+
+/* from: Last-Event-ID (a reconnecting client) wins over ?from=. */
+static payi_code sse_from(struct MHD_Connection *c, uint64_t *from, payi_err *err)
+{
+    const char *last = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Last-Event-ID");
+    uint64_t id;
+    if (last) {
+        if (!parse_u64(last, &id) || id == UINT64_MAX)
+            return payi_err_set(err, PAYI_VALIDATION, "Last-Event-ID", "Last-Event-ID must be an event position");
+        *from = id + 1;
+        return PAYI_OK;
+    }
+    buf v = BUF_INIT;
+    int have = query_param(c, "from", &v);
+    bool ok = have == 0 || (have > 0 && parse_u64(v.data, from));
+    buf_release(&v);
+    if (!ok)
+        return payi_err_set(err, PAYI_VALIDATION, "from", "from must be a whole number >= 0");
+    if (have == 0)
+        *from = 0;
+    return PAYI_OK;
+}
+
+static enum MHD_Result handle_events(http_req *r, struct MHD_Connection *c)
+{
+    payi_err err;
+    uint64_t from;
+    if (sse_from(c, &from, &err) != PAYI_OK)
+        return send_error(r, c, &err);
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!ci)
+        return MHD_NO;
+    sse *s = xcalloc(1, sizeof *s);
+    s->srv = r->srv;
+    s->fd = ci->connect_fd;
+    log_cursor cur;
+    log_cursor_at(&cur, from);
+    s->sub = log_sub_open(r->srv->log, &cur);
+    s->keepalive_at = time_mono_ns() + keepalive_ns(s);
+    buf_puts(&s->out, ": payi events\n\n");   /* the client sees the stream open before any event */
+    atomic_fetch_add_explicit(&r->srv->sse_clients, 1, memory_order_relaxed);
+    struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, SSE_BLOCK, sse_read, s, sse_free);
+    if (!resp) {
+        sse_free(s);
+        return MHD_NO;
+    }
+    enum MHD_Result rc = MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
+    if (rc == MHD_YES)
+        rc = MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+    if (rc == MHD_YES)
+        rc = MHD_queue_response(c, MHD_HTTP_OK, resp);
+    MHD_destroy_response(resp);   /* s lives on with the queued response; freed by sse_free */
+    if (rc == MHD_YES)
+        r->status = MHD_HTTP_OK;
+    return rc;
+}
+
+/* ---------------------------------------------------------------- GET /health, GET /metrics */
+
+static enum MHD_Result handle_health(http_req *r, struct MHD_Connection *c)
+{
+    payi_err err;
+    payi_code state = log_state(r->srv->log, &err);
+    buf out = BUF_INIT;
+    char head[48];
+    snprintf(head, sizeof head, ",\"head\":%" PRIu64, log_head(r->srv->log));
+    if (state == PAYI_OK) {
+        buf_puts(&out, "{\"status\":\"ok\"");
+        buf_puts(&out, head);
+        buf_putc(&out, '}');
+    } else {
+        write_error(&out, &err, head);
+    }
+    enum MHD_Result rc = send_json(r, c, state == PAYI_OK ? 200 : 503, &out);
+    buf_release(&out);
+    return rc;
+}
+
+static void metric(buf *out, const char *name, const char *type, const char *help, uint64_t v)
+{
+    buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n%s %" PRIu64 "\n", name, help, name, type, name, v);
+}
+
+static void metrics_log(buf *out, payi_log *log)
+{
+    log_stats st;
+    log_get_stats(log, &st);
+    metric(out, "payi_events_total", "counter", "Events in the log.", st.events);
+    metric(out, "payi_streams", "gauge", "Streams in the log.", st.streams);
+    metric(out, "payi_segments", "gauge", "Segment files.", st.segments);
+    metric(out, "payi_log_bytes", "gauge", "Bytes in segment files.", st.bytes);
+    metric(out, "payi_fsyncs_total", "counter", "fdatasync calls by the writer.", st.fsyncs);
+    metric(out, "payi_batches_total", "counter", "Write batches (group commits).", st.batches_written);
+    payi_code state = log_state(log, NULL);
+    metric(out, "payi_log_writable", "gauge", "1 while the log accepts appends.", state == PAYI_OK);
+}
+
+static void metrics_requests(buf *out, http_server *s)
+{
+    buf_puts(out, "# HELP payi_http_requests_total HTTP requests answered, by route and status.\n"
+                  "# TYPE payi_http_requests_total counter\n");
+    for (int r = 0; r < R__N; r++)
+        for (int code = 100; code < 600; code++) {
+            uint64_t n = atomic_load_explicit(&s->stats[r].by_status[code], memory_order_relaxed);
+            if (n)
+                buf_printf(out, "payi_http_requests_total{route=\"%s\",code=\"%d\"} %" PRIu64 "\n", route_label[r],
+                           code, n);
+        }
+}
+
+static void metrics_durations(buf *out, http_server *s)
+{
+    buf_puts(out, "# HELP payi_http_request_duration_seconds Time from request headers to the end of the answer.\n"
+                  "# TYPE payi_http_request_duration_seconds histogram\n");
+    for (int r = 0; r < R__N; r++) {
+        route_stats *st = &s->stats[r];
+        uint64_t count = atomic_load_explicit(&st->count, memory_order_relaxed), cum = 0;
+        if (!count)
+            continue;
+        for (int b = 0; b <= HIST_N; b++) {
+            cum += atomic_load_explicit(&st->bucket[b], memory_order_relaxed);
+            if (b < HIST_N)
+                buf_printf(out, "payi_http_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} %" PRIu64 "\n",
+                           route_label[r], hist_le[b], cum);
+            else
+                buf_printf(out, "payi_http_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} %" PRIu64 "\n",
+                           route_label[r], cum);
+        }
+        buf_printf(out, "payi_http_request_duration_seconds_sum{route=\"%s\"} %.9f\n", route_label[r],
+                   (double)atomic_load_explicit(&st->sum_ns, memory_order_relaxed) / 1e9);
+        buf_printf(out, "payi_http_request_duration_seconds_count{route=\"%s\"} %" PRIu64 "\n", route_label[r], cum);
+    }
+}
+
+static enum MHD_Result handle_metrics(http_req *r, struct MHD_Connection *c)
+{
+    buf out = BUF_INIT;
+    metrics_log(&out, r->srv->log);
+    metrics_requests(&out, r->srv);
+    metrics_durations(&out, r->srv);
+    metric(&out, "payi_http_sse_clients", "gauge", "Open event streams (GET /events).",
+           (uint64_t)atomic_load(&r->srv->sse_clients));
+    enum MHD_Result rc = send_body(r, c, 200, "text/plain; version=0.0.4; charset=utf-8", &out);
+    buf_release(&out);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- routing */
+
+typedef enum { P_NONE, P_STREAMS, P_ALL, P_EVENTS, P_HEALTH, P_METRICS } path_kind;
+
+static path_kind match_path(const char *url, const char **stream, size_t *stream_len)
+{
+    static const char prefix[] = "/streams/";
+    if (!strncmp(url, prefix, sizeof prefix - 1)) {
+        *stream = url + sizeof prefix - 1;
+        *stream_len = strlen(*stream);
+        return memchr(*stream, '/', *stream_len) ? P_NONE : P_STREAMS;
+    }
+    return !strcmp(url, "/all")       ? P_ALL
+           : !strcmp(url, "/events")  ? P_EVENTS
+           : !strcmp(url, "/health")  ? P_HEALTH
+           : !strcmp(url, "/metrics") ? P_METRICS
+                                      : P_NONE;
+}
+
+/* The route of (path, method); R_OTHER with *status 404 or 405 when none. */
+static route pick_route(path_kind p, const char *method, int *status)
+{
+    bool get = !strcmp(method, MHD_HTTP_METHOD_GET), post = !strcmp(method, MHD_HTTP_METHOD_POST);
+    static const route get_route[] = {[P_ALL] = R_ALL, [P_EVENTS] = R_EVENTS, [P_HEALTH] = R_HEALTH,
+                                      [P_METRICS] = R_METRICS, [P_STREAMS] = R_STREAM};
+    *status = 0;
+    if (p == P_NONE) {
+        *status = MHD_HTTP_NOT_FOUND;
+        return R_OTHER;
+    }
+    if (p == P_STREAMS && post)
+        return R_APPEND;
+    if (get)
+        return get_route[p];
+    *status = MHD_HTTP_METHOD_NOT_ALLOWED;
+    return p == P_STREAMS ? R_APPEND : R_OTHER;   /* R_APPEND only picks the Allow header */
+}
+
+/* Keep an error found with the headers, to be answered after the body. */
+static void early_error(http_req *r, int status, const char *word, const payi_err *e)
+{
+    buf_reset(&r->early);
+    write_error_word(&r->early, word, e, NULL);
+    r->early_status = status;
+}
+
+static void route_error(http_req *r, int status, const char *url, const char *method)
+{
+    payi_err e;
+    if (status == MHD_HTTP_NOT_FOUND) {
+        payi_err_set(&e, PAYI_NOT_FOUND, NULL, "no such resource: %.200s", url);
+        early_error(r, status, payi_code_word(e.code), &e);
+    } else {
+        payi_err_set(&e, PAYI_METHOD_NOT_ALLOWED, "method", "method %.20s is not allowed here", method);
+        early_error(r, status, payi_code_word(e.code), &e);
+    }
+}
+
+/* First call of a request: the headers are in.  Route it and keep any error
+ * for later: nothing is answered before the body was read, because MHD
+ * closes a keep-alive connection answered earlier.  Only a declared body over
+ * the limit is refused at once (and the connection closes unread). */
+static enum MHD_Result begin(http_req *r, struct MHD_Connection *c, const char *url, const char *method)
+{
+    const char *stream = NULL;
+    size_t stream_len = 0;
+    path_kind p = match_path(url, &stream, &stream_len);
+    int status;
+    r->route = pick_route(p, method, &status);
+    if (status) {
+        route_error(r, status, url, method);
+        return MHD_YES;
+    }
+    if (p == P_STREAMS && !pct_decode(stream, stream_len, &r->stream)) {
+        payi_err e;
+        payi_err_set(&e, PAYI_VALIDATION, "stream", "stream in the path has a malformed %%-escape");
+        early_error(r, payi_code_http(e.code), payi_code_word(e.code), &e);
+        return MHD_YES;
+    }
+    return r->route == R_APPEND ? append_begin(r, c) : MHD_YES;
+}
+
+/* Last call of a request: the whole body is in. */
+static enum MHD_Result answer(http_req *r, struct MHD_Connection *c)
+{
+    if (r->early_status) {
+        enum MHD_Result rc = send_json(r, c, r->early_status, &r->early);
+        r->route = r->early_status == MHD_HTTP_METHOD_NOT_ALLOWED || r->early_status == MHD_HTTP_NOT_FOUND ? R_OTHER
+                                                                                                         : r->route;
+        return rc;
+    }
+    switch (r->route) {
+    case R_APPEND: return append_end(r, c);
+    case R_STREAM:
+    case R_ALL: return handle_read(r, c);
+    case R_EVENTS: return handle_events(r, c);
+    case R_HEALTH: return handle_health(r, c);
+    case R_METRICS: return handle_metrics(r, c);
+    case R_OTHER:
+    case R__N: break;
+    }
+    return MHD_NO;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                                  const char *version, const char *upload, size_t *upload_size, void **con_cls)
+{
+    http_req *r = *con_cls;
+    if (!r) {
+        r = xcalloc(1, sizeof *r);
+        r->srv = cls;
+        r->start_ns = time_mono_ns();
+        *con_cls = r;
+        return begin(r, c, url, method);
+    }
+    if (*upload_size) {   /* kept for appends; read and dropped for the rest */
+        if (r->route == R_APPEND && !r->early_status && !r->status)
+            append_take(r, upload, *upload_size);
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    return r->status ? MHD_YES : answer(r, c);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe)
+{
+    http_req *r = *con_cls;
+    if (!r)
+        return;
+    count_request(cls, r);
+    buf_release(&r->body);
+    buf_release(&r->stream);
+    buf_release(&r->early);
+    free(r);
+    *con_cls = NULL;
+}
+
+/* Keep the path and query as sent: we decode them ourselves (see the top). */
+static size_t keep_escaped(void *cls, struct MHD_Connection *c, char *s) { return strlen(s); }
+
+/* ---------------------------------------------------------------- listening */
+
+void http_options_default(http_options *o)
+{
+    o->listen = "127.0.0.1:8080";
+    o->max_body = 16u << 20;
+    o->max_connections = 1024;
+    o->idle_timeout_s = 30;
+    o->header_limit = 64u << 10;
+    o->sse_keepalive_ms = 15000;
+}
+
+/* Split "HOST:PORT" or "[V6]:PORT" into host and port text. */
+static payi_code split_listen(const char *s, char *host, size_t host_size, char *port, size_t port_size,
+                              payi_err *err)
+{
+    const char *colon = s[0] == '[' ? strstr(s, "]:") : strrchr(s, ':');
+    const char *h = s[0] == '[' ? s + 1 : s;
+    const char *p = colon ? colon + (s[0] == '[' ? 2 : 1) : NULL;
+    size_t hlen = colon ? (size_t)(colon - h) : 0;
+    uint64_t num;
+    if (!colon || hlen == 0 || hlen >= host_size || !parse_u64(p, &num) || num > 65535 || strlen(p) >= port_size)
+        return payi_err_set(err, PAYI_USAGE, "listen", "--listen must be HOST:PORT (e.g. 127.0.0.1:8080), not '%.100s'",
+                            s);
+    memcpy(host, h, hlen);
+    host[hlen] = '\0';
+    snprintf(port, port_size, "%s", p);
+    return PAYI_OK;
+}
+
+payi_code http_check_listen(const char *listen_at, payi_err *err)
+{
+    char host[256], port[8];
+    return split_listen(listen_at, host, sizeof host, port, sizeof port, err);
+}
+
+static payi_code bind_listen(const char *listen_at, int *fd_out, payi_err *err)
+{
+    char host[256], port[8];
+    payi_code rc = split_listen(listen_at, host, sizeof host, port, sizeof port, err);
+    if (rc != PAYI_OK)
+        return rc;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV}, *ai;
+    int gai = getaddrinfo(host, port, &hints, &ai);
+    if (gai != 0)
+        return payi_err_set(err, PAYI_USAGE, "listen", "cannot listen on %s: %s", listen_at, gai_strerror(gai));
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+        bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, LISTEN_BACKLOG) != 0) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        freeaddrinfo(ai);
+        return payi_err_sys(err, PAYI_IO, e, "cannot listen on %s", listen_at);
+    }
+    freeaddrinfo(ai);
+    *fd_out = fd;
+    return PAYI_OK;
+}
+
+/* s->url from the bound address: the real port when 0 was asked. */
+static payi_code name_listen(http_server *s, payi_err *err)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    char addr[INET6_ADDRSTRLEN];
+    if (getsockname(s->fd, (struct sockaddr *)&ss, &len) != 0)
+        return payi_err_sys(err, PAYI_IO, errno, "cannot read the listening address");
+    bool v6 = ss.ss_family == AF_INET6;
+    const void *a = v6 ? (const void *)&((struct sockaddr_in6 *)&ss)->sin6_addr
+                       : (const void *)&((struct sockaddr_in *)&ss)->sin_addr;
+    unsigned port = ntohs(v6 ? ((struct sockaddr_in6 *)&ss)->sin6_port : ((struct sockaddr_in *)&ss)->sin_port);
+    if (!inet_ntop(ss.ss_family, a, addr, sizeof addr))
+        return payi_err_sys(err, PAYI_IO, errno, "cannot format the listening address");
+    snprintf(s->url, sizeof s->url, v6 ? "http://[%s]:%u" : "http://%s:%u", addr, port);
+    return PAYI_OK;
+}
+
+payi_code http_start(http_server **out, payi_log *log, const http_options *o, payi_err *err)
+{
+    http_server *s = xcalloc(1, sizeof *s);
+    s->log = log;
+    s->opt = *o;
+    payi_code rc = bind_listen(o->listen, &s->fd, err);
+    if (rc == PAYI_OK && (rc = name_listen(s, err)) != PAYI_OK)
+        close(s->fd);
+    if (rc != PAYI_OK) {
+        free(s);
+        return rc;
+    }
+    s->mhd = MHD_start_daemon(
+        MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ITC, 0, NULL, NULL, on_request, s,
+        MHD_OPTION_LISTEN_SOCKET, s->fd, MHD_OPTION_CONNECTION_LIMIT, o->max_connections,
+        MHD_OPTION_CONNECTION_TIMEOUT, o->idle_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)o->header_limit, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_UNESCAPE_CALLBACK,
+        keep_escaped, NULL, MHD_OPTION_END);
+    if (!s->mhd) {
+        close(s->fd);
+        free(s);
+        return payi_err_set(err, PAYI_INTERNAL, NULL, "cannot start the HTTP server (libmicrohttpd)");
+    }
+    *out = s;
+    return PAYI_OK;
+}
+
+const char *http_url(const http_server *s) { return s->url; }
+
+void http_stop(http_server *s)
+{
+    if (!s)
+        return;
+    atomic_store(&s->stopping, true);   /* event streams end within SSE_SLICE_MS */
+    MHD_socket fd = MHD_quiesce_daemon(s->mhd);   /* stop accepting; the socket stays ours */
+    MHD_stop_daemon(s->mhd);
+    if (fd != MHD_INVALID_SOCKET)
+        close(fd);
+    free(s);
+}

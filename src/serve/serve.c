@@ -1,0 +1,206 @@
+/* serve.c — `payi serve`: open the log, start the HTTP server, wait for
+ * SIGINT or SIGTERM, stop the server, close the log.
+ *
+ * Signals: SIGINT and SIGTERM are blocked before any thread starts (threads
+ * inherit the mask), and the main thread takes them with sigwait: no handler
+ * runs inside a connection thread, and the shutdown runs in ordinary code.
+ * Order at stop: the server first (no new appends; every running request ends,
+ * each acknowledged append already durable), then log_close, which finishes
+ * what was submitted.
+ */
+#include "serve/serve.h"
+
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "http/http.h"
+#include "log/log.h"
+
+static const char serve_help[] =
+    "usage: payi serve [--data DIR] [--listen HOST:PORT] [--durability fsync|interval|none]\n"
+    "                  [--interval-ms N] [--segment-size SIZE] [--max-event-size SIZE]\n"
+    "                  [--max-body SIZE] [--max-connections N] [--idle-timeout SECONDS]\n"
+    "                  [--sse-keepalive SECONDS]\n"
+    "\n"
+    "Serves the event store over HTTP until SIGINT or SIGTERM; then stops cleanly (every\n"
+    "acknowledged append is durable).  Prints 'payi: listening on http://HOST:PORT' on stderr\n"
+    "once ready.  Routes:\n"
+    "  POST /streams/{stream}   one event {\"type\",\"data\",\"id\"?,\"expected_version\"?,\"meta\"?} or an\n"
+    "                           array of them (atomic); Content-Type application/x-ndjson: one\n"
+    "                           append per line, answered line by line\n"
+    "  GET  /streams/{stream}?from=&limit=&backwards=    events of a stream, by version\n"
+    "  GET  /all?from=&limit=&backwards=                 events of the log, by position\n"
+    "  GET  /events?from=       Server-Sent Events: history, then live (Last-Event-ID resumes)\n"
+    "  GET  /health             200 {\"status\":\"ok\",\"head\":H}; 503 when the log is read-only\n"
+    "  GET  /metrics            Prometheus text\n"
+    "\n"
+    "  --data DIR             data directory (default ./payi-data; created if missing)\n"
+    "  --listen HOST:PORT     address to listen on (default 127.0.0.1:8080; port 0: any free port)\n"
+    "  --durability MODE      fsync (default), interval or none: as for 'payi append'\n"
+    "  --interval-ms N        interval mode: the loss window (default 100)\n"
+    "  --segment-size SIZE    roll to a new segment file past SIZE bytes (default 64M)\n"
+    "  --max-event-size SIZE  largest event: stream+type+data+meta bytes (default 1M)\n"
+    "  --max-body SIZE        largest request body (default 16M): larger ones get 413\n"
+    "  --max-connections N    concurrent connections (default 1024)\n"
+    "  --idle-timeout SECONDS close a connection silent this long (default 30)\n"
+    "  --sse-keepalive SECONDS  ': keepalive' on an idle event stream this often (default 15)\n";
+
+enum { OPT_DATA = 1000, OPT_LISTEN, OPT_DURABILITY, OPT_INTERVAL, OPT_SEGMENT_SIZE, OPT_MAX_EVENT, OPT_MAX_BODY,
+       OPT_MAX_CONN, OPT_IDLE, OPT_KEEPALIVE, OPT_HELP };
+
+typedef struct serve_config {
+    const char *dir;
+    log_options log;
+    http_options http;
+} serve_config;
+
+static int usage_error(const char *msg)
+{
+    fprintf(stderr, "payi serve: %s (see 'payi serve --help')\n", msg);
+    return 2;
+}
+
+/* A number in [lo, hi], with a k/M/G suffix when sized. */
+static bool in_range(const char *arg, bool sized, uint64_t lo, uint64_t hi, uint64_t *out)
+{
+    return (sized ? cli_parse_size(arg, out) : cli_parse_u64(arg, out)) && *out >= lo && *out <= hi;
+}
+
+/* Apply one option; 0 when fine, 2 after a usage message. */
+static int apply_option(int opt, const char *arg, serve_config *c)
+{
+    uint64_t v;
+    switch (opt) {
+    case OPT_DATA: c->dir = arg; return 0;
+    case OPT_LISTEN: {
+        payi_err err;
+        if (http_check_listen(arg, &err) != PAYI_OK)
+            return usage_error(err.msg);
+        c->http.listen = arg;
+        return 0;
+    }
+    case OPT_DURABILITY:
+        return log_durability_parse(arg, &c->log.durability) ? 0 : usage_error("--durability must be fsync, interval or none");
+    case OPT_INTERVAL:
+        if (!in_range(arg, false, 1, 60000, &v))
+            return usage_error("--interval-ms must be 1..60000");
+        c->log.interval_ms = (uint32_t)v;
+        return 0;
+    case OPT_SEGMENT_SIZE:
+        if (!in_range(arg, true, 4096, (1ull << 32) - 1, &v))
+            return usage_error("--segment-size must be between 4k and 4G-1");
+        c->log.segment_size = v;
+        return 0;
+    case OPT_MAX_EVENT:
+        if (!in_range(arg, true, 64, 256u << 20, &v))
+            return usage_error("--max-event-size must be between 64 and 256M");
+        c->log.max_event_size = (uint32_t)v;
+        return 0;
+    case OPT_MAX_BODY:
+        if (!in_range(arg, true, 1, 1u << 30, &v))
+            return usage_error("--max-body must be between 1 and 1G");
+        c->http.max_body = v;
+        return 0;
+    case OPT_MAX_CONN:
+        if (!in_range(arg, false, 1, 100000, &v))
+            return usage_error("--max-connections must be 1..100000");
+        c->http.max_connections = (unsigned)v;
+        return 0;
+    case OPT_IDLE:
+        if (!in_range(arg, false, 1, 86400, &v))
+            return usage_error("--idle-timeout must be 1..86400 seconds");
+        c->http.idle_timeout_s = (unsigned)v;
+        return 0;
+    case OPT_KEEPALIVE:
+        if (!in_range(arg, false, 1, 3600, &v))
+            return usage_error("--sse-keepalive must be 1..3600 seconds");
+        c->http.sse_keepalive_ms = (unsigned)v * 1000;
+        return 0;
+    }
+    return usage_error("unknown option");
+}
+
+/* -1: go on; else the exit status (help printed, or a usage error). */
+static int parse_args(int argc, char **argv, serve_config *c)
+{
+    static const struct option opts[] = {
+        {"data", required_argument, NULL, OPT_DATA},
+        {"listen", required_argument, NULL, OPT_LISTEN},
+        {"durability", required_argument, NULL, OPT_DURABILITY},
+        {"interval-ms", required_argument, NULL, OPT_INTERVAL},
+        {"segment-size", required_argument, NULL, OPT_SEGMENT_SIZE},
+        {"max-event-size", required_argument, NULL, OPT_MAX_EVENT},
+        {"max-body", required_argument, NULL, OPT_MAX_BODY},
+        {"max-connections", required_argument, NULL, OPT_MAX_CONN},
+        {"idle-timeout", required_argument, NULL, OPT_IDLE},
+        {"sse-keepalive", required_argument, NULL, OPT_KEEPALIVE},
+        {"help", no_argument, NULL, OPT_HELP},
+        {0, 0, 0, 0}};
+    int opt;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (opt == OPT_HELP) {
+            fputs(serve_help, stdout);
+            return 0;
+        }
+        int r = apply_option(opt, optarg, c);
+        if (r)
+            return r;
+    }
+    return optind < argc ? usage_error("unexpected argument") : -1;
+}
+
+/* Block the stop signals in this thread and every thread started after. */
+static bool block_stop_signals(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGTERM);
+    if (signal(SIGPIPE, SIG_IGN) == SIG_ERR)   /* a client gone mid-answer is an error return, not a death */
+        return false;
+    return pthread_sigmask(SIG_BLOCK, set, NULL) == 0;
+}
+
+static int run(serve_config *c)
+{
+    sigset_t stop;
+    if (!block_stop_signals(&stop)) {
+        fprintf(stderr, "payi: cannot set up signal handling\n");
+        return 1;
+    }
+    cli_warn_durability(&c->log);
+    payi_log *log;
+    payi_err err;
+    if (log_open(&log, c->dir, &c->log, &err) != PAYI_OK) {
+        cli_report(&err, 0);
+        return 1;
+    }
+    http_server *srv;
+    if (http_start(&srv, log, &c->http, &err) != PAYI_OK) {
+        cli_report(&err, 0);
+        log_close(log);
+        return 1;
+    }
+    fprintf(stderr, "payi: listening on %s\n", http_url(srv));
+    int sig = 0;
+    while (sigwait(&stop, &sig) != 0)
+        ;   /* sigwait fails only for a bad set; ours is fixed, so this does not spin */
+    fprintf(stderr, "payi: %s: stopping\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    http_stop(srv);
+    log_close(log);
+    fprintf(stderr, "payi: stopped\n");
+    return 0;
+}
+
+int serve_main(int argc, char **argv)
+{
+    serve_config c = {.dir = CLI_DEFAULT_DATA};
+    log_options_default(&c.log);
+    http_options_default(&c.http);
+    int r = parse_args(argc, argv, &c);
+    return r >= 0 ? r : run(&c);
+}
