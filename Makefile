@@ -15,11 +15,15 @@ ifeq ($(filter clean deps test demo bench fuzz,$(MAKECMDGOALS)),)
 ifneq ($(shell pkg-config --exists $(PKGS) && echo yes),yes)
 $(error missing libraries: $(PKGS); run scripts/deps.sh build (apt-get install libmicrohttpd-dev))
 endif
+ifeq ($(wildcard /usr/include/pg_query.h),)
+$(error missing libpg_query; run scripts/deps.sh build (apt-get install libpg-query-dev))
+endif
 endif
 CFLAGS_BASE = -std=c11 -D_GNU_SOURCE -Isrc -g -O2 -pthread -MMD -MP $(PKG_CFLAGS)
 WARN    = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
           -Wpointer-arith -Wformat=2 -Wvla -Wno-unused-parameter
-LDLIBS  = $(PKG_LIBS) -pthread -lm
+# libpg_query (Debian's libpg-query-dev) ships no .pc file: linked by name.
+LDLIBS  = $(PKG_LIBS) -lpg_query -pthread -lm
 
 ifdef SANITIZE
 BUILD   ?= build-san
