@@ -34,6 +34,8 @@ set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=bench/lib/peers.sh
 source "$REPO/bench/lib/peers.sh"
+# shellcheck source=bench/lib/common.sh
+source "$REPO/bench/lib/common.sh"
 
 BENCH_SECONDS=${BENCH_SECONDS:-10}
 BENCH_CONNECTIONS=${BENCH_CONNECTIONS:-64}
@@ -113,26 +115,8 @@ cleanup() {
   exit "$rc"
 }
 
-check_free_space() {
-  local avail_kib
-  avail_kib=$(df -Pk "$SCRATCH" | awk 'NR==2 {print $4}')
-  if [ "$avail_kib" -lt $((BENCH_MIN_FREE_GB * 1024 * 1024)) ]; then
-    log "only $((avail_kib / 1024)) MiB free under $SCRATCH; need ${BENCH_MIN_FREE_GB} GiB (BENCH_MIN_FREE_GB)"
-    exit 1
-  fi
-}
-
 # ------------------------------------------------------------ payloads
 
-# json_payload N: a JSON object of exactly $PAYLOAD_BYTES bytes,
-# {"n":"00N","pad":"xxx…"} (the append bench's payload).
-json_payload() {
-  local head tail pad
-  head=$(printf '{"n":"%03d","pad":"' "$1")
-  tail='"}'
-  pad=$(printf '%*s' $((PAYLOAD_BYTES - ${#head} - ${#tail})) '' | tr ' ' x)
-  printf '%s%s%s' "$head" "$pad" "$tail"
-}
 
 # The event lines every workload uses: line i is
 # {"type":"bench","data":<json_payload i>}.  The single-event request body is
