@@ -72,6 +72,7 @@
 #define MAX_EVENTS_PER_APPEND 100000u
 
 struct log_submission {
+    pthread_cond_t cond;      /* its waiter sleeps here: a commit wakes only its own submitters */
     log_append *appends;
     uint32_t n;
     bool stop_at_error;
@@ -116,7 +117,7 @@ struct payi_log {
 
     pthread_mutex_t mu;
     pthread_cond_t work_cond;    /* writer: a submission arrived or stop */
-    pthread_cond_t done_cond;    /* submitters: a submission completed */
+    pthread_cond_t done_cond;    /* the id table finished loading */
     pthread_cond_t commit_cond;  /* subscribers: head moved */
     log_submission *queue, *queue_tail;
     bool stopping;
@@ -1209,12 +1210,17 @@ static void process_submission(payi_log *log, log_submission *sub)
     }
 }
 
+/* Wake the submitters of a committed list, each on its own condition: one
+ * shared broadcast woke every waiting thread for every batch, most of them
+ * for nothing.  next is read before the waiter can run and free s. */
 static void complete(payi_log *log, log_submission *list)
 {
     pthread_mutex_lock(&log->mu);
-    for (log_submission *s = list; s; s = s->next)
+    for (log_submission *s = list, *next; s; s = next) {
+        next = s->next;
         s->done = true;
-    pthread_cond_broadcast(&log->done_cond);
+        pthread_cond_signal(&s->cond);
+    }
     pthread_mutex_unlock(&log->mu);
 }
 
@@ -1286,6 +1292,7 @@ log_submission *log_submit(payi_log *log, log_append *appends, uint32_t n, bool 
     for (uint32_t i = 0; i < n; i++)
         prepare_events(&appends[i]);
     log_submission *s = xcalloc(1, sizeof *s);
+    pthread_cond_init(&s->cond, NULL);
     s->appends = appends;
     s->n = n;
     s->stop_at_error = stop_at_error;
@@ -1312,11 +1319,12 @@ payi_code log_wait(payi_log *log, log_submission *s)
 {
     pthread_mutex_lock(&log->mu);
     while (!s->done)
-        pthread_cond_wait(&log->done_cond, &log->mu);
+        pthread_cond_wait(&s->cond, &log->mu);
     pthread_mutex_unlock(&log->mu);
     payi_code rc = PAYI_OK;
     for (uint32_t i = 0; i < s->n && rc == PAYI_OK; i++)
         rc = s->appends[i].status;
+    pthread_cond_destroy(&s->cond);
     free(s);
     return rc;
 }
