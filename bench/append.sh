@@ -49,21 +49,10 @@ report() { "$PYTHON" "$REPORT" "$@"; }
 
 # ------------------------------------------------------------ scratch & cleanup
 
-# make_scratch_dir: one directory for all data, on the same filesystem as the
-# repository — the disk payi will be judged on — so dd, the peers and payi all
-# write to the same device.  $TMPDIR (or /tmp) when df shows it on the same
-# device as the repository; otherwise under bench/results/ with a .tmp suffix,
-# which .gitignore already ignores.
+# make_scratch_dir: one directory for all data (see scratch_base).
 make_scratch_dir() {
-  local base=${TMPDIR:-/tmp}
-  local repo_dev base_dev
-  repo_dev=$(df -P "$REPO" | awk 'NR==2 {print $1}')
-  base_dev=$(df -P "$base" 2>/dev/null | awk 'NR==2 {print $1}' || true)
-  if [ "$base_dev" != "$repo_dev" ]; then
-    log "$base is on ${base_dev:-?}, not on the repository's $repo_dev; using bench/results/"
-    base=$RESULTS
-    mkdir -p "$base"
-  fi
+  local base
+  base=$(scratch_base)
   SCRATCH=$(mktemp -d --suffix=.tmp "$base/payi-bench-append.XXXXXX")
   # The postgres user must be able to reach $SCRATCH/pg; traverse only.
   chmod 711 "$SCRATCH"

@@ -65,19 +65,10 @@ report() { "$PYTHON" "$REPORT" "$@"; }
 
 # ------------------------------------------------------------ scratch & cleanup
 
-# make_scratch_dir: as in append.sh, one directory on the repository's
-# filesystem ($TMPDIR or /tmp when df shows the same device, else
-# bench/results/*.tmp, which git ignores).
+# make_scratch_dir: one directory for all data (see scratch_base).
 make_scratch_dir() {
-  local base=${TMPDIR:-/tmp}
-  local repo_dev base_dev
-  repo_dev=$(df -P "$REPO" | awk 'NR==2 {print $1}')
-  base_dev=$(df -P "$base" 2>/dev/null | awk 'NR==2 {print $1}' || true)
-  if [ "$base_dev" != "$repo_dev" ]; then
-    log "$base is on ${base_dev:-?}, not on the repository's $repo_dev; using bench/results/"
-    base=$RESULTS
-    mkdir -p "$base"
-  fi
+  local base
+  base=$(scratch_base)
   SCRATCH=$(mktemp -d --suffix=.tmp "$base/payi-bench-http.XXXXXX")
   chmod 711 "$SCRATCH"      # the postgres user must reach $SCRATCH/pg
   RAW=$SCRATCH/raw
