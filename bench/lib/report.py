@@ -604,8 +604,9 @@ def render_md(report):
     row("batched, 1 writer (payi %s events per submission in %s-event atomic appends; PG 100-row INSERT; Redis -P 100)"
         % (bsize if bsize is not None else "?", per if per is not None else "1"),
         batched.get("events_per_s"), "pg_batched_c1", "redis_pipelined_c1")
-    row("batched, 8 writers (payi: not measured; PG 100-row INSERT; Redis -P 100)",
-        None, "pg_batched_c8", "redis_pipelined_c8")
+    b8 = (payi_obj or {}).get("batched_8") or {}
+    row("batched, 8 writers (payi: 8 producers as above; PG 100-row INSERT; Redis -P 100)",
+        b8.get("events_per_s"), "pg_batched_c8", "redis_pipelined_c8")
     for n in PAYI_APPENDERS:
         row("one event per durable write, %d writer%s" % (n, "s" if n > 1 else ""),
             (conc.get(n) or {}).get("events_per_s"),
