@@ -314,24 +314,40 @@ static payi_code truncate_tail(payi_log *log, segment *seg, const char *path, co
 
 /* The last segment: verify every record, cut a torn tail, refuse corruption.
  * A read-only log indexes complete batches and leaves the file alone. */
+/* Take back the index entries of the records after the first keep ones of
+ * the segment: a scan indexes every whole record as it verifies it, and only
+ * learns at the end which belong to complete batches. */
+static void unindex_tail(payi_log *log, segment *seg, uint64_t keep)
+{
+    while (seg->count > keep) {
+        uint64_t i = --seg->count;
+        stream_entry *s = log->streams.items[seg->stream_nums[i]];
+        s->count--;   /* its last position is this record's: positions are pushed in order */
+        s->pending = s->count;
+        if (seg->ncids && seg->cids[seg->ncids - 1].position == seg->first + i)
+            seg->ncids--;
+        seg->end = seg->offsets[i];
+    }
+}
+
+/* The last segment: verify every record, cut a torn tail, refuse corruption,
+ * in one pass.  A read-only log indexes complete batches (up to limit_pos)
+ * and leaves the file alone. */
 static payi_code load_active(payi_log *log, segment *seg, uint64_t limit_pos, payi_err *err)
 {
     char path[4096];
     seg_path(path, sizeof path, log->dir, seg->first, "seg");
     seg_scan_result res;
-    uint64_t from = seg->end, first_pos = seg->first + seg->count;
-    payi_code rc = seg_scan(seg, path, from, first_pos, max_record_total(&log->opt), 0, NULL, NULL, &res, err);
+    uint64_t from = seg->end, first_pos = seg->first + seg->count, had = seg->count;
+    uint64_t max = limit_pos > first_pos ? limit_pos - first_pos : 0;
+    index_ctx ic = {log, seg};
+    payi_code rc =
+        seg_scan(seg, path, from, first_pos, max_record_total(&log->opt), max, index_record, &ic, &res, err);
     if (rc != PAYI_OK)
         return rc;
     if (res.tail_problem && res.corrupt)
         return corrupt_tail_error(path, &res, first_pos + res.records, err);
-    uint64_t take = res.records;
-    if (limit_pos < first_pos + take)
-        take = limit_pos > first_pos ? limit_pos - first_pos : 0;
-    index_ctx ic = {log, seg};
-    rc = seg_scan(seg, path, from, first_pos, max_record_total(&log->opt), take, index_record, &ic, &res, err);
-    if (rc != PAYI_OK)
-        return rc;
+    unindex_tail(log, seg, had + (res.records < max ? res.records : max));
     if (!log->opt.read_only && res.tail_problem)
         return truncate_tail(log, seg, path, &res, err);
     return PAYI_OK;
@@ -1013,8 +1029,15 @@ static void append_fail(log_append *a, payi_code code, const payi_err *err)
     a->err.code = code;
 }
 
+/* A fingerprint hit of the id table, confirmed by reading the original
+ * event once; the record read is kept for the caller (stream, version). */
+typedef struct dup_probe {
+    payi_log *log;
+    buf b;
+    rec_view r;
+} dup_probe;
+
 static bool id_at(void *ctx, uint64_t position, const payi_uuid *id);
-static bool stream_at_is(payi_log *log, uint64_t position, const char *stream, uint32_t len);
 
 /* All events repeated (return the originals), all new (append), or a mix (refuse). */
 static payi_code check_duplicates(payi_log *log, log_append *a, bool *all_dup, payi_err *err)
@@ -1025,23 +1048,29 @@ static payi_code check_duplicates(payi_log *log, log_append *a, bool *all_dup, p
             wait_ids_ready(log);
             break;
         }
-    for (uint32_t i = 0; i < a->nevents; i++) {
+    dup_probe probe = {.log = log, .b = BUF_INIT};
+    payi_code rc = PAYI_OK;
+    for (uint32_t i = 0; i < a->nevents && rc == PAYI_OK; i++) {
         log_event_in *e = &a->events[i];
         uint64_t pos;
-        e->duplicate = e->has_id && ids_find(&log->ids, &e->id, id_at, log, &pos);
+        e->duplicate = e->has_id && ids_find(&log->ids, &e->id, id_at, &probe, &pos);
         if (!e->duplicate)
             continue;
         e->position = pos;
+        e->version = probe.r.version;
         dups++;
-        if (!stream_at_is(log, pos, a->stream, a->stream_len)) {
+        if (probe.r.stream_len != a->stream_len || memcmp(probe.r.stream, a->stream, a->stream_len) != 0) {
             char id[UUID_STR_LEN + 1];
             uuid_format(&e->id, id);
-            return payi_err_set(err, PAYI_VALIDATION, "id",
-                                "event id %s was already used at position %" PRIu64
-                                " by another stream; an id identifies one event of one stream",
-                                id, pos);
+            rc = payi_err_set(err, PAYI_VALIDATION, "id",
+                              "event id %s was already used at position %" PRIu64
+                              " by another stream; an id identifies one event of one stream",
+                              id, pos);
         }
     }
+    buf_release(&probe.b);
+    if (rc != PAYI_OK)
+        return rc;
     *all_dup = dups == a->nevents;
     if (dups && !*all_dup)
         return payi_err_set(err, PAYI_VALIDATION, "id",
@@ -1050,8 +1079,6 @@ static payi_code check_duplicates(payi_log *log, log_append *a, bool *all_dup, p
                             dups, a->nevents);
     return PAYI_OK;
 }
-
-static uint64_t version_at(payi_log *log, uint64_t position);
 
 static payi_code check_expected(const log_append *a, uint64_t have, payi_err *err)
 {
@@ -1167,10 +1194,8 @@ static void stage_append(payi_log *log, log_append *a, log_submission *sub)
         return append_fail(a, PAYI_VALIDATION, &err);
     if (all_dup) {
         bool staged = false;
-        for (uint32_t i = 0; i < a->nevents; i++) {
-            a->events[i].version = version_at(log, a->events[i].position);
+        for (uint32_t i = 0; i < a->nevents; i++)   /* versions were read by check_duplicates */
             staged |= a->events[i].position >= log->head;
-        }
         a->status = PAYI_OK;
         if (staged) {   /* the original is in this batch: share its fate */
             log->sappends = xgrow(log->sappends, &log->sappends_cap, log->nsappends + 1, sizeof *log->sappends);
@@ -1440,33 +1465,10 @@ static bool writer_record_at(payi_log *log, uint64_t position, buf *b, rec_view 
     return read_record(log, position, b, r, &err) == PAYI_OK;
 }
 
-static uint64_t version_at(payi_log *log, uint64_t position)
-{
-    buf b = BUF_INIT;
-    rec_view r;
-    uint64_t v = writer_record_at(log, position, &b, &r) ? r.version : 0;
-    buf_release(&b);
-    return v;
-}
-
-static bool stream_at_is(payi_log *log, uint64_t position, const char *stream, uint32_t len)
-{
-    buf b = BUF_INIT;
-    rec_view r;
-    bool same = writer_record_at(log, position, &b, &r) && r.stream_len == len && memcmp(r.stream, stream, len) == 0;
-    buf_release(&b);
-    return same;
-}
-
-/* Confirms a fingerprint hit of the id table. */
 static bool id_at(void *ctx, uint64_t position, const payi_uuid *id)
 {
-    payi_log *log = ctx;
-    buf b = BUF_INIT;
-    rec_view r;
-    bool same = writer_record_at(log, position, &b, &r) && memcmp(r.id.b, id->b, 16) == 0;
-    buf_release(&b);
-    return same;
+    dup_probe *p = ctx;
+    return writer_record_at(p->log, position, &p->b, &p->r) && memcmp(p->r.id.b, id->b, 16) == 0;
 }
 
 payi_code log_read_stream(payi_log *log, const char *stream, uint32_t stream_len, uint64_t from, uint64_t limit,

@@ -295,6 +295,30 @@ static bool parse_ymd(const char *s, size_t len, size_t *i, int64_t *days)
     return true;
 }
 
+/* The part of a clock time after "hh:": mm[:ss[.ffffff]], with digits past
+ * the microsecond dropped.  *i moves past what was read. */
+static bool parse_clock_tail(const char *s, size_t len, size_t *i, int64_t *mi, int64_t *sec, int64_t *frac)
+{
+    *sec = *frac = 0;
+    if (!digits(s, len, i, 2, mi))
+        return false;
+    if (*i < len && s[*i] == ':') {
+        (*i)++;
+        if (!digits(s, len, i, 2, sec))
+            return false;
+        if (*i < len && s[*i] == '.') {
+            size_t st = ++*i;
+            if (!digits(s, len, i, 6, frac))
+                return false;
+            for (size_t k = *i - st; k < 6; k++)
+                *frac *= 10;
+            while (*i < len && s[*i] >= '0' && s[*i] <= '9')
+                (*i)++;
+        }
+    }
+    return true;
+}
+
 bool expr_parse_date(const char *s, size_t len, int64_t *days)
 {
     size_t i = 0;
@@ -311,24 +335,8 @@ bool expr_parse_timestamptz(const char *s, size_t len, int64_t *us)
         return false;
     if (i < len && (s[i] == 'T' || s[i] == 't' || s[i] == ' ')) {
         i++;
-        if (!digits(s, len, &i, 2, &h) || i >= len || s[i++] != ':' || !digits(s, len, &i, 2, &mi))
+        if (!digits(s, len, &i, 2, &h) || i >= len || s[i++] != ':' || !parse_clock_tail(s, len, &i, &mi, &sec, &frac))
             return false;
-        if (i < len && s[i] == ':') {
-            i++;
-            if (!digits(s, len, &i, 2, &sec))
-                return false;
-            if (i < len && s[i] == '.') {
-                size_t st = ++i;
-                int64_t f;
-                if (!digits(s, len, &i, 6, &f))
-                    return false;
-                for (size_t k = i - st; k < 6; k++)
-                    f *= 10;
-                frac = f;
-                while (i < len && s[i] >= '0' && s[i] <= '9')   /* beyond µs: dropped */
-                    i++;
-            }
-        }
         if (h > 23 || mi > 59 || sec > 59)
             return false;
     }
@@ -445,22 +453,10 @@ static bool parse_interval(const char *s, size_t len, int32_t *months, int32_t *
         if (!digits(s, len, &i, 9, &n))
             return false;
         if (i < len && s[i] == ':') {   /* hh:mm[:ss[.ffffff]] */
-            int64_t mi, sec = 0, f = 0;
+            int64_t mi, sec, f;
             i++;
-            if (!digits(s, len, &i, 2, &mi))
+            if (!parse_clock_tail(s, len, &i, &mi, &sec, &f))
                 return false;
-            if (i < len && s[i] == ':') {
-                i++;
-                if (!digits(s, len, &i, 2, &sec))
-                    return false;
-                if (i < len && s[i] == '.') {
-                    size_t st = ++i;
-                    if (!digits(s, len, &i, 6, &f))
-                        return false;
-                    for (size_t k = i - st; k < 6; k++)
-                        f *= 10;
-                }
-            }
             u += sign * (((n * 60 + mi) * 60 + sec) * 1000000LL + f);
             any = true;
             continue;
