@@ -4,7 +4,7 @@
 # Runs apt-get only when something is missing, so a prepared machine pays nothing.
 set -euo pipefail
 
-build_pkgs=(gcc make pkg-config libmicrohttpd-dev libpg-query-dev)
+build_pkgs=(gcc make pkg-config libmicrohttpd-dev libpg-query-dev libluajit-5.1-dev)
 test_pkgs=(clang libclang-rt-14-dev python3-pytest)
 bench_pkgs=(postgresql redis-server linux-perf wrk)
 

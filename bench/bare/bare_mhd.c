@@ -3,10 +3,10 @@
  * 201 JSON reply, doing no other work.
  *
  * It runs MHD exactly as payi's server does (src/http/http.c, http_start):
- * MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ITC,
- * on a listening socket we bind ourselves (SO_REUSEADDR, backlog 1024), the
- * same connection limit (1024), idle timeout (30 s) and per-connection
- * memory limit (64 KiB).  A request body is
+ * MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME
+ * with a pool of one thread per CPU, on a listening socket we bind ourselves
+ * (SO_REUSEADDR, backlog 1024), the same connection limit (1024), idle
+ * timeout (30 s) and per-connection memory limit (16 KiB).  A request body is
  * read in full and dropped (like payi, it must be consumed before answering).
  * The reply has payi's Content-Type and about the size of payi's 201 ack.
  *
@@ -84,10 +84,12 @@ int main(int argc, char **argv)
     sigaddset(&sigs, SIGINT);
     sigaddset(&sigs, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    unsigned threads = cpus < 1 ? 1 : cpus > 64 ? 64 : (unsigned)cpus;
     struct MHD_Daemon *d = MHD_start_daemon(
-        MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ITC, 0, NULL, NULL, on_request, NULL,
-        MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT, 1024u, MHD_OPTION_CONNECTION_TIMEOUT, 30u,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64u << 10), MHD_OPTION_END);
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME, 0, NULL, NULL, on_request, NULL,
+        MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT, 1024u,
+        MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(16u << 10), MHD_OPTION_END);
     if (!d) {
         fprintf(stderr, "bare: cannot start libmicrohttpd\n");
         return 1;

@@ -17,10 +17,12 @@
     X(VALIDATION,      "validation",           400, "invalid input")               \
     X(USAGE,           "usage",                400, "bad command-line usage")      \
     X(NOT_FOUND,       "not_found",            404, "not found")                   \
+    X(UNKNOWN_COMMAND, "unknown_command",      404, "no such command in the spec") \
     X(METHOD_NOT_ALLOWED, "method_not_allowed", 405, "method not allowed")        \
     X(CONFLICT,        "conflict",             409, "expected version mismatch")   \
     X(CANCELLED,       "cancelled",            409, "not attempted: an earlier append of the same submission failed") \
     X(TOO_LARGE,       "too_large",            413, "too large")                   \
+    X(REJECTED,        "rejected",             422, "rejected by a rule of the command") \
     X(LOCKED,          "locked",               423, "data directory in use")       \
     X(IO,              "io_error",             500, "input/output error")          \
     X(CORRUPT,         "corrupt",              500, "data corruption")             \
@@ -28,6 +30,7 @@
     X(UNAVAILABLE,     "unavailable",          503, "unavailable")                 \
     X(TIMEOUT,         "timeout",              504, "timed out")                   \
     X(NOSPACE,         "insufficient_storage", 507, "insufficient storage")        \
+    X(HANDLER,         "handler_error",        500, "the command's Lua handler failed") \
     X(INTERNAL,        "internal",             500, "internal error")
 
 typedef enum {

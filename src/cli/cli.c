@@ -12,6 +12,7 @@
 #include "base/json.h"
 #include "base/mem.h"
 #include "event/evjson.h"
+#include "event/registry.h"
 
 /* ---------------------------------------------------------------- shared */
 
@@ -301,8 +302,18 @@ int cli_append(int argc, char **argv)
         return 1;
     }
     evjson_batch_init(&r.batch);
+    registry *reg = registry_new();   /* events of declared types are validated and stored typed */
+    if (registry_refresh(reg, r.log, &err) != PAYI_OK) {
+        cli_report(&err, 0);
+        registry_free(reg);
+        log_close(r.log);
+        evjson_batch_release(&r.batch);
+        return 1;
+    }
+    r.batch.reg = reg;
     int status = append_stream(&r, (uint64_t)lo.max_event_size * 8 + 65536);
     log_close(r.log);
+    registry_free(reg);
     evjson_batch_release(&r.batch);
     json_doc_release(&r.doc);
     buf_release(&r.out);
@@ -327,13 +338,14 @@ static const char read_help[] =
 typedef struct read_out {
     buf line;
     uint64_t printed;
+    registry *reg;
 } read_out;
 
 static int print_event(void *ctx, const log_event *ev)
 {
     read_out *o = ctx;
     buf_reset(&o->line);
-    evjson_write_event(&o->line, ev);
+    evjson_write_event(&o->line, ev, o->reg);
     buf_putc(&o->line, '\n');
     if (fwrite(o->line.data, 1, o->line.len, stdout) != o->line.len)
         return 1;
@@ -368,6 +380,13 @@ static int follow_live(payi_log *log, uint64_t from, const char *stream, uint64_
         }
         if (stream && (ev.stream_len != slen || memcmp(ev.stream, stream, slen) != 0))
             continue;
+        uint32_t id;   /* a schema registered after we started: read it before the event that uses it */
+        if (ev.encoding == LOG_ENC_TYPED && schema_data_id(ev.data, ev.data_len, &id) && !registry_by_id(o->reg, id) &&
+            registry_refresh(o->reg, log, &err) != PAYI_OK) {
+            cli_report(&err, 0);
+            status = 1;
+            break;
+        }
         if (print_event(o, &ev) != 0)
             break;   /* stdout closed: the reader went away */
     }
@@ -437,8 +456,14 @@ int cli_read(int argc, char **argv)
         cli_report(&err, 0);
         return 1;
     }
-    read_out o = {BUF_INIT, 0};
+    read_out o = {BUF_INIT, 0, registry_new()};
     bounded_out bo = {&o, log_head(log)};
+    if (registry_refresh(o.reg, log, &err) != PAYI_OK) {   /* after the head: covers every typed event below it */
+        cli_report(&err, 0);
+        registry_free(o.reg);
+        log_close(log);
+        return 1;
+    }
     uint64_t start = backwards && !from_set ? UINT64_MAX : from;
     payi_code rc = all ? log_read_all(log, start, limit, backwards, print_below_head, &bo, &err)
                        : log_read_stream(log, stream, (uint32_t)strlen(stream), start, limit, backwards,
@@ -453,6 +478,7 @@ int cli_read(int argc, char **argv)
     if (fflush(stdout) != 0 && status == 0)
         status = 1;
     buf_release(&o.line);
+    registry_free(o.reg);
     log_close(log);
     return status;
 }

@@ -17,7 +17,11 @@ struct evjson_evoffs {
     size_t type, data, meta;
 };
 
-void evjson_batch_init(evjson_batch *b) { memset(b, 0, sizeof *b); }
+void evjson_batch_init(evjson_batch *b)
+{
+    memset(b, 0, sizeof *b);
+    expr_ctx_init(&b->ctx);
+}
 
 void evjson_batch_reset(evjson_batch *b)
 {
@@ -32,7 +36,11 @@ void evjson_batch_release(evjson_batch *b)
     free(b->events);
     free(b->offs);
     free(b->evoffs);
+    expr_ctx_release(&b->ctx);
+    const registry *reg = b->reg;
     memset(b, 0, sizeof *b);
+    b->reg = reg;
+    expr_ctx_init(&b->ctx);
 }
 
 /* Decode string node i into the batch text; returns its offset there. */
@@ -157,7 +165,19 @@ static payi_code decode_event(evjson_batch *b, const json_doc *d, const event_fi
     }
     o->type = put_string(b, d, f->type, &e->type_len);
     o->data = b->text.len;
-    json_write_compact(d, f->data, &b->text);
+    const ev_schema *schema = b->reg ? registry_latest(b->reg, b->text.data + o->type, e->type_len) : NULL;
+    if (schema) {   /* a declared type: validated, and stored typed */
+        char where[40];
+        snprintf(where, sizeof where, "%sdata", prefix);
+        expr_ctx_reset(&b->ctx);
+        payi_code rc = schema_decode_json(schema, d, f->data, where, b->slots, &b->ctx, err);
+        if (rc != PAYI_OK)
+            return rc;
+        schema_encode(schema, b->slots, &b->text);
+        e->encoding = LOG_ENC_TYPED;
+    } else {
+        json_write_compact(d, f->data, &b->text);
+    }
     e->data_len = (uint32_t)(b->text.len - o->data);
     o->meta = b->text.len;
     if (f->meta != UINT32_MAX)
@@ -251,6 +271,9 @@ static payi_code decode_append(evjson_batch *b, const json_doc *doc, const fixed
     a->expected = LOG_EXPECT_ANY;
     b->offs[b->n].first_event = b->nev;
     payi_code rc = decode_items(b, doc, a, &b->offs[b->n], fixed, err);
+    if (rc == PAYI_OK && a->stream_len > 0 && b->text.data[b->offs[b->n].stream] == '$')
+        rc = payi_err_set(err, PAYI_VALIDATION, "stream",
+                          "stream names starting with '$' are reserved for payi's own streams");
     if (rc != PAYI_OK) {   /* leave the batch as it was */
         b->text.len = text_mark;
         b->nev = ev_mark;
@@ -309,7 +332,7 @@ static void write_where(buf *out, uint64_t position, const char *stream, uint32_
     buf_put_u64(out, version);
 }
 
-void evjson_write_event(buf *out, const log_event *ev)
+void evjson_write_event(buf *out, const log_event *ev, const registry *reg)
 {
     char id[UUID_STR_LEN + 1], when[TIME_RFC3339_LEN + 1];
     uuid_format(&ev->id, id);
@@ -318,7 +341,7 @@ void evjson_write_event(buf *out, const log_event *ev)
     buf_puts(out, ",\"type\":");
     json_put_string(out, ev->type, ev->type_len);
     buf_printf(out, ",\"id\":\"%s\",\"time\":\"%s\",\"data\":", id, when);
-    buf_put(out, ev->data, ev->data_len);
+    registry_write_data(reg, ev, out);
     buf_puts(out, ",\"meta\":");
     if (ev->meta_len)
         buf_put(out, ev->meta, ev->meta_len);

@@ -3,7 +3,10 @@
  * In:  {"stream","type","data","id"?,"expected_version"?,"meta"?}, or an array
  *      of such objects for one stream, appended atomically (expected_version
  *      only on the first).  Unknown keys are refused.  data and meta must be
- *      objects; they are kept as their compact text, numbers as written.
+ *      objects; they are kept as their compact text, numbers as written,
+ *      unless the batch has a registry and the type a schema: then data is
+ *      validated and stored typed.  Streams starting with '$' are payi's own
+ *      and refused.
  * Out: {"position","stream","version","type","id","time","data","meta"} and
  *      acknowledgements {"position","stream","version"[,"duplicate":true]}.
  */
@@ -15,7 +18,9 @@
 #include "base/buf.h"
 #include "base/err.h"
 #include "base/json.h"
+#include "event/registry.h"
 #include "log/log.h"
+#include "spec/expr.h"
 
 /* A batch of decoded appends.  Owns all the strings the appends point to;
  * pointers are valid after evjson_batch_seal and until the next reset. */
@@ -29,6 +34,11 @@ typedef struct evjson_batch {
     size_t offs_cap;
     struct evjson_evoffs *evoffs;
     size_t evoffs_cap;
+    /* Set reg (borrowed) to validate events of registered types against
+     * their schema and store them typed (event/registry.h). */
+    const registry *reg;
+    expr_ctx ctx;
+    expr_value slots[SCHEMA_MAX_FIELDS];
 } evjson_batch;
 
 void evjson_batch_init(evjson_batch *b);
@@ -51,7 +61,8 @@ void evjson_batch_seal_from(evjson_batch *b, size_t first);
 /* Parse text and decode it: the usual path for one NDJSON line. */
 payi_code evjson_decode_text(evjson_batch *b, json_doc *doc, const char *text, size_t len, payi_err *err);
 
-void evjson_write_event(buf *out, const log_event *ev);
+/* reg renders typed data; it may be NULL when the log has no typed events. */
+void evjson_write_event(buf *out, const log_event *ev, const registry *reg);
 void evjson_write_ack(buf *out, const log_append *a, uint32_t event_index);
 /* The answer to a completed append (HTTP):
  * {"position","stream","version","events":[{"position","version","id"[,"duplicate"]}...][,"duplicate":true]}

@@ -45,6 +45,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -52,6 +53,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "base/buf.h"
@@ -69,6 +71,7 @@
 /* ---------------------------------------------------------------- routes and metrics */
 
 typedef enum {
+    R_COMMAND,     /* POST /commands/{Name} */
     R_APPEND,      /* POST /streams/{stream} */
     R_STREAM,      /* GET /streams/{stream} */
     R_ALL,         /* GET /all */
@@ -80,7 +83,7 @@ typedef enum {
 } route;
 
 static const char *const route_label[R__N] = {
-    "POST /streams/{stream}", "GET /streams/{stream}", "GET /all", "GET /events", "GET /health", "GET /metrics",
+    "POST /commands/{name}", "POST /streams/{stream}", "GET /streams/{stream}", "GET /all", "GET /events", "GET /health", "GET /metrics",
     "other"};
 
 #define HIST_N 14
@@ -94,8 +97,17 @@ typedef struct route_stats {
     _Atomic uint64_t count;
 } route_stats;
 
+typedef struct sse sse;
+
 struct http_server {
     payi_log *log;
+    const registry *reg;
+    cmd_engine *cmd;
+    pthread_mutex_t park_mu;    /* event streams waiting for events */
+    sse *parked;
+    pthread_t waker;            /* resumes them when the head moves, and every SSE_SLICE_MS */
+    bool waker_started;
+    _Atomic int64_t suspended;  /* connections we suspended and MHD has not handed back yet */
     http_options opt;
     struct MHD_Daemon *mhd;
     int fd;                     /* the listening socket: ours; MHD only uses it */
@@ -105,14 +117,28 @@ struct http_server {
     route_stats stats[R__N];
 };
 
+typedef struct nd_line nd_line;
+
 typedef struct http_req {
     http_server *srv;
+    struct MHD_Connection *conn;
+    bool parked;                /* suspended by us: the next handler call is the resumption */
+    /* work that waits for the log, kept across the suspension */
+    evjson_batch *batch;
+    nd_line *lines;
+    size_t nlines;
+    cmd_call *call;
+    pthread_t worker;           /* NDJSON command batches run on a thread of their own */
+    bool has_worker;
+    int ready_status;           /* an answer made while suspended, sent on resumption */
+    const char *ready_ctype;
+    buf ready;
     route route;
     int64_t start_ns;
     int status;                 /* of the queued answer; 0 when none was */
     bool ndjson;
     bool too_big;
-    buf stream;                 /* the decoded {stream} of the path */
+    buf stream;                 /* the decoded {stream} or {Name} of the path */
     int early_status;           /* an error found with the headers, answered after the body */
     buf early;
     buf body;
@@ -181,7 +207,7 @@ static enum MHD_Result send_body(http_req *r, struct MHD_Connection *c, int stat
         return MHD_NO;
     enum MHD_Result rc = MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
     if (rc == MHD_YES && status == MHD_HTTP_METHOD_NOT_ALLOWED)
-        rc = MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->route == R_APPEND ? "GET, POST" : "GET");
+        rc = MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->route == R_APPEND ? "GET, POST" : r->route == R_COMMAND ? "POST" : "GET");
     if (rc == MHD_YES)
         rc = MHD_queue_response(c, (unsigned)status, resp);
     MHD_destroy_response(resp);
@@ -317,6 +343,45 @@ static payi_code check_stream_name(const buf *name, payi_err *err)
     return log_check_stream_name(name->data ? name->data : "", (uint32_t)name->len, err);
 }
 
+/* ---------------------------------------------------------------- suspension
+ *
+ * A request that waits for the log does not hold a thread: the handler
+ * suspends its connection (park) before handing the work on, and the
+ * completion, on the writer's thread, resumes it (wake).  MHD then calls
+ * the handler again, which finds r->parked and finishes the answer.  park
+ * always comes first, so a completion can never resume a connection that
+ * is not suspended yet. */
+
+static void park(http_req *r)
+{
+    r->parked = true;
+    atomic_fetch_add(&r->srv->suspended, 1);
+    MHD_suspend_connection(r->conn);
+}
+
+static void wake(void *ctx)
+{
+    http_req *r = ctx;
+    MHD_resume_connection(r->conn);
+}
+
+/* Keep an answer to send on the resumption. */
+static void ready_answer(http_req *r, int status, const char *ctype, const buf *body)
+{
+    buf_reset(&r->ready);
+    buf_put(&r->ready, body->data ? body->data : "", body->len);
+    r->ready_status = status;
+    r->ready_ctype = ctype;
+}
+
+static void ready_error(http_req *r, const payi_err *e)
+{
+    buf out = BUF_INIT;
+    write_error(&out, e, NULL);
+    ready_answer(r, payi_code_http(e->code), "application/json", &out);
+    buf_release(&out);
+}
+
 /* ---------------------------------------------------------------- POST /streams/{stream} */
 
 /* Decode, validate and submit one JSON document as an append to r->stream. */
@@ -358,39 +423,46 @@ static enum MHD_Result append_json(http_req *r, struct MHD_Connection *c)
     json_error je;
     payi_err err;
     char extra[64] = "";
-    evjson_batch b;
-    evjson_batch_init(&b);
+    evjson_batch *b = xmalloc(sizeof *b);
+    evjson_batch_init(b);
+    b->reg = r->srv->reg;
     payi_code rc = PAYI_OK;
     if (!json_parse(&doc, r->body.data ? r->body.data : "", r->body.len, NULL, &je)) {
         json_error_to_err(&je, &err, extra, sizeof extra);
         rc = PAYI_BAD_JSON;
     } else {
-        rc = decode_one(r, &b, &doc, &err);
+        rc = decode_one(r, b, &doc, &err);
     }
-    enum MHD_Result mr;
-    if (rc != PAYI_OK) {
-        mr = send_error_extra(r, c, &err, extra);
-    } else {
-        log_append *a = &b.appends[0];
-        log_append_one(r->srv->log, a);   /* the outcome is in a->status */
-        buf out = BUF_INIT;
-        write_append_result(&out, a);
-        int status = a->status != PAYI_OK ? payi_code_http(a->status) : a->events[0].duplicate ? 200 : 201;
-        mr = send_json(r, c, status, &out);
-        buf_release(&out);
-    }
-    evjson_batch_release(&b);
     json_doc_release(&doc);
+    if (rc != PAYI_OK) {
+        evjson_batch_release(b);
+        free(b);
+        return send_error_extra(r, c, &err, extra);
+    }
+    r->batch = b;   /* answered by append_json_done once durable */
+    park(r);
+    log_submit_cb(r->srv->log, &b->appends[0], 1, false, wake, r);
+    return MHD_YES;
+}
+
+static enum MHD_Result append_json_done(http_req *r, struct MHD_Connection *c)
+{
+    log_append *a = &r->batch->appends[0];
+    buf out = BUF_INIT;
+    write_append_result(&out, a);
+    int status = a->status != PAYI_OK ? payi_code_http(a->status) : a->events[0].duplicate ? 200 : 201;
+    enum MHD_Result mr = send_json(r, c, status, &out);
+    buf_release(&out);
     return mr;
 }
 
 /* One input line of an NDJSON body: the append it became, or why not. */
-typedef struct nd_line {
+struct nd_line {
     uint32_t lineno;
     int64_t append;             /* index into the batch, or -1 with err */
     payi_err err;
     char extra[64];
-} nd_line;
+};
 
 static void nd_decode_line(http_req *r, evjson_batch *b, json_doc *doc, const char *s, size_t len, nd_line *l)
 {
@@ -435,23 +507,16 @@ static nd_line *nd_decode_all(http_req *r, evjson_batch *b, size_t *nlines)
     return lines;
 }
 
-static enum MHD_Result append_ndjson(http_req *r, struct MHD_Connection *c)
+static enum MHD_Result append_ndjson_done(http_req *r, struct MHD_Connection *c)
 {
-    evjson_batch b;
-    evjson_batch_init(&b);
-    size_t n;
-    nd_line *lines = nd_decode_all(r, &b, &n);
-    if (b.n) {
-        evjson_batch_seal(&b);
-        /* One submission: the lines share group commits; a failed line does not stop the others. */
-        log_wait(r->srv->log, log_submit(r->srv->log, b.appends, (uint32_t)b.n, false));
-    }
+    evjson_batch *b = r->batch;
+    nd_line *lines = r->lines;
     buf out = BUF_INIT;
-    for (size_t i = 0; i < n; i++) {
-        if (lines[i].append >= 0 && b.appends[lines[i].append].status == PAYI_OK) {
-            write_append_result(&out, &b.appends[lines[i].append]);
+    for (size_t i = 0; i < r->nlines; i++) {
+        if (lines[i].append >= 0 && b->appends[lines[i].append].status == PAYI_OK) {
+            write_append_result(&out, &b->appends[lines[i].append]);
         } else if (lines[i].append >= 0) {
-            const log_append *a = &b.appends[lines[i].append];
+            const log_append *a = &b->appends[lines[i].append];
             char extra[96];
             snprintf(extra, sizeof extra, ",\"line\":%u", lines[i].lineno);
             if (a->status == PAYI_CONFLICT)
@@ -465,9 +530,95 @@ static enum MHD_Result append_ndjson(http_req *r, struct MHD_Connection *c)
     }
     enum MHD_Result mr = send_body(r, c, 200, "application/x-ndjson", &out);
     buf_release(&out);
-    free(lines);
-    evjson_batch_release(&b);
     return mr;
+}
+
+static enum MHD_Result append_ndjson(http_req *r, struct MHD_Connection *c)
+{
+    evjson_batch *b = xmalloc(sizeof *b);
+    evjson_batch_init(b);
+    b->reg = r->srv->reg;
+    r->batch = b;
+    r->lines = nd_decode_all(r, b, &r->nlines);
+    if (!b->n)
+        return append_ndjson_done(r, c);
+    evjson_batch_seal(b);
+    /* One submission: the lines share group commits; a failed line does not stop the others. */
+    park(r);
+    log_submit_cb(r->srv->log, b->appends, (uint32_t)b->n, false, wake, r);
+    return MHD_YES;
+}
+
+/* ---------------------------------------------------------------- POST /commands/{Name} */
+
+/* After cmd_start or cmd_resume: the answer is ready, or the command waits
+ * for its append (the connection stays suspended until wake). */
+static void command_step(http_req *r, payi_code rc, int status, buf *out, const payi_err *err)
+{
+    if (r->call)
+        return;
+    if (rc == PAYI_OK)
+        ready_answer(r, status, "application/json", out);
+    else
+        ready_error(r, err);
+    MHD_resume_connection(r->conn);   /* answered on the resumption: no answer may be queued while suspended */
+}
+
+static enum MHD_Result command_json(http_req *r, struct MHD_Connection *c)
+{
+    const char *key = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Idempotency-Key");
+    buf out = BUF_INIT;
+    payi_err err;
+    int status = 0;
+    park(r);   /* before cmd_start, which may submit: see "suspension" */
+    payi_code rc = cmd_start(r->srv->cmd, r->stream.data ? r->stream.data : "", r->stream.len,
+                             r->body.data ? r->body.data : "", r->body.len, key, key ? strlen(key) : 0, wake, r,
+                             &r->call, &status, &out, &err);
+    command_step(r, rc, status, &out, &err);
+    buf_release(&out);
+    return MHD_YES;
+}
+
+/* The command's append completed: answer (cmd_resume finishes any retry itself). */
+static enum MHD_Result command_done(http_req *r, struct MHD_Connection *c)
+{
+    buf out = BUF_INIT;
+    payi_err err;
+    int status = 0;
+    cmd_call *call = r->call;
+    r->call = NULL;
+    payi_code rc = cmd_resume(call, &status, &out, &err);
+    enum MHD_Result mr = rc == PAYI_OK ? send_json(r, c, status, &out) : send_error(r, c, &err);
+    buf_release(&out);
+    return mr;
+}
+
+/* An NDJSON batch of commands decides line after line and waits for its
+ * appends: it runs on a thread of its own, then resumes the connection. */
+static void *command_ndjson_main(void *arg)
+{
+    http_req *r = arg;
+    buf out = BUF_INIT;
+    cmd_execute_ndjson(r->srv->cmd, r->stream.data ? r->stream.data : "", r->stream.len,
+                       r->body.data ? r->body.data : "", r->body.len, &out);
+    ready_answer(r, 200, "application/x-ndjson", &out);
+    buf_release(&out);
+    MHD_resume_connection(r->conn);
+    return NULL;
+}
+
+static enum MHD_Result command_ndjson(http_req *r, struct MHD_Connection *c)
+{
+    park(r);
+    if (pthread_create(&r->worker, NULL, command_ndjson_main, r) != 0) {
+        payi_err e;
+        payi_err_set(&e, PAYI_UNAVAILABLE, NULL, "cannot start a thread for the batch");
+        ready_error(r, &e);
+        MHD_resume_connection(c);
+        return MHD_YES;
+    }
+    r->has_worker = true;
+    return MHD_YES;
 }
 
 static bool is_ndjson(struct MHD_Connection *c)
@@ -514,6 +665,8 @@ static enum MHD_Result append_end(http_req *r, struct MHD_Connection *c)
                      r->srv->opt.max_body);
         return send_error(r, c, &e);
     }
+    if (r->route == R_COMMAND)
+        return r->ndjson ? command_ndjson(r, c) : command_json(r, c);
     return r->ndjson ? append_ndjson(r, c) : append_json(r, c);
 }
 
@@ -521,6 +674,7 @@ static enum MHD_Result append_end(http_req *r, struct MHD_Connection *c)
 
 typedef struct read_out {
     buf *out;
+    const registry *reg;
     uint64_t head;              /* events at or past it were not visible when the read began */
     uint64_t n;
 } read_out;
@@ -532,7 +686,7 @@ static int put_event(void *ctx, const log_event *ev)
         return 1;
     if (o->n++)
         buf_putc(o->out, ',');
-    evjson_write_event(o->out, ev);
+    evjson_write_event(o->out, ev, o->reg);
     return 0;
 }
 
@@ -546,7 +700,7 @@ static enum MHD_Result handle_read(http_req *r, struct MHD_Connection *c)
     if (r->route == R_STREAM && check_stream_name(&r->stream, &err) != PAYI_OK)
         return send_error(r, c, &err);
     buf out = BUF_INIT;
-    read_out o = {&out, log_head(log), 0};
+    read_out o = {&out, r->srv->reg, log_head(log), 0};
     uint64_t from = p.backwards && !p.from_set ? UINT64_MAX : p.from;
     buf_puts(&out, "{\"events\":[");
     payi_code rc = r->route == R_ALL
@@ -568,15 +722,18 @@ static enum MHD_Result handle_read(http_req *r, struct MHD_Connection *c)
 
 /* ---------------------------------------------------------------- GET /events (SSE) */
 
-typedef struct sse {
+struct sse {
     http_server *srv;
+    struct MHD_Connection *conn;
+    int fd;                     /* the client's socket: looked at for hang-up while idle */
     log_sub *sub;
-    int fd;                     /* the client's socket: polled for hang-up while idle */
     buf out;                    /* text not yet handed to MHD, from off */
     size_t off;
     int64_t keepalive_at;       /* monotonic ns */
     bool done;                  /* an error event was written: end after it */
-} sse;
+    bool parked;                /* on srv->parked, suspended until the waker resumes it */
+    sse *next;
+};
 
 static void sse_free(void *cls)
 {
@@ -599,7 +756,7 @@ static void sse_put_event(sse *s, const log_event *ev)
     buf_puts(&s->out, "id: ");
     buf_put_u64(&s->out, ev->position);
     buf_puts(&s->out, "\ndata: ");
-    evjson_write_event(&s->out, ev);   /* one line: evjson escapes every control character */
+    evjson_write_event(&s->out, ev, s->srv->reg);   /* one line: evjson escapes every control character */
     buf_puts(&s->out, "\n\n");
 }
 
@@ -613,40 +770,53 @@ static void sse_put_error(sse *s, const payi_err *err)
 
 static int64_t keepalive_ns(const sse *s) { return (int64_t)s->srv->opt.sse_keepalive_ms * 1000000; }
 
-/* Put something into s->out: the events there are (without waiting once one
- * is in), else a keep-alive comment when due.  Returns 0 when out has text,
- * or the MHD end code when the stream is over. */
+/* Put into s->out the events there are now, else a keep-alive comment when
+ * due.  Returns 0 (out may still be empty: nothing to send yet) or the MHD
+ * end code when the stream is over.  Never waits: this runs on an MHD thread
+ * that serves other connections too. */
 static ssize_t sse_fill(sse *s, size_t max)
 {
-    if (s->done)
+    if (s->done || atomic_load(&s->srv->stopping))
         return MHD_CONTENT_READER_END_OF_STREAM;
-    for (;;) {
+    while (s->out.len < max) {
         log_event ev;
         payi_err err;
-        payi_code rc = log_sub_next(s->sub, &ev, s->out.len ? 0 : SSE_SLICE_MS, &err);
-        if (rc == PAYI_OK) {
-            sse_put_event(s, &ev);
-            if (s->out.len >= max)
-                return 0;
-            continue;
-        }
-        if (rc != PAYI_TIMEOUT) {
+        payi_code rc = log_sub_next(s->sub, &ev, 0, &err);
+        if (rc == PAYI_TIMEOUT)
+            break;
+        if (rc != PAYI_OK) {
             sse_put_error(s, &err);
-            return 0;
-        }
-        if (s->out.len)
-            break;
-        if (atomic_load(&s->srv->stopping))
-            return MHD_CONTENT_READER_END_OF_STREAM;
-        if (client_gone(s->fd))
-            return MHD_CONTENT_READER_END_WITH_ERROR;
-        if (time_mono_ns() >= s->keepalive_at) {
-            buf_puts(&s->out, ": keepalive\n\n");
             break;
         }
+        sse_put_event(s, &ev);
     }
-    s->keepalive_at = time_mono_ns() + keepalive_ns(s);
+    if (!s->out.len && client_gone(s->fd))
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    if (!s->out.len && time_mono_ns() >= s->keepalive_at)
+        buf_puts(&s->out, ": keepalive\n\n");
+    if (s->out.len)
+        s->keepalive_at = time_mono_ns() + keepalive_ns(s);
     return 0;
+}
+
+/* Nothing to send: suspend until the waker resumes us (new events, or the
+ * next slice).  Under park_mu, the head is looked at again: an event that
+ * arrived since sse_fill is seen here or wakes the waker after we are on
+ * the list, so none is missed. */
+static void sse_park(sse *s)
+{
+    http_server *srv = s->srv;
+    pthread_mutex_lock(&srv->park_mu);
+    log_cursor cur;
+    log_sub_cursor(s->sub, &cur);
+    if (log_head(srv->log) <= cur.next[0] && !atomic_load(&srv->stopping)) {
+        s->parked = true;
+        s->next = srv->parked;
+        srv->parked = s;
+        atomic_fetch_add(&srv->suspended, 1);
+        MHD_suspend_connection(s->conn);
+    }
+    pthread_mutex_unlock(&srv->park_mu);
 }
 
 static ssize_t sse_read(void *cls, uint64_t pos, char *dst, size_t max)
@@ -658,11 +828,43 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *dst, size_t max)
         ssize_t end = sse_fill(s, max);
         if (end)
             return end;
+        if (!s->out.len) {
+            sse_park(s);
+            return 0;
+        }
     }
     size_t n = s->out.len - s->off < max ? s->out.len - s->off : max;
     memcpy(dst, s->out.data + s->off, n);
     s->off += n;
     return (ssize_t)n;
+}
+
+static void resume_parked(http_server *srv)
+{
+    pthread_mutex_lock(&srv->park_mu);
+    for (sse *s = srv->parked, *n; s; s = n) {
+        n = s->next;
+        s->parked = false;
+        s->next = NULL;
+        atomic_fetch_sub(&srv->suspended, 1);
+        MHD_resume_connection(s->conn);
+    }
+    srv->parked = NULL;
+    pthread_mutex_unlock(&srv->park_mu);
+}
+
+/* The waker: resumes the parked event streams when the head moves, and
+ * every SSE_SLICE_MS for keep-alives and shutdown. */
+static void *waker_main(void *arg)
+{
+    http_server *srv = arg;
+    uint64_t seen = log_head(srv->log);
+    while (!atomic_load(&srv->stopping)) {
+        seen = log_wait_head(srv->log, seen, SSE_SLICE_MS);
+        resume_parked(srv);
+    }
+    resume_parked(srv);
+    return NULL;
 }
 
 /* from: Last-Event-ID (a reconnecting client) wins over ?from=. */
@@ -698,6 +900,7 @@ static enum MHD_Result handle_events(http_req *r, struct MHD_Connection *c)
         return MHD_NO;
     sse *s = xcalloc(1, sizeof *s);
     s->srv = r->srv;
+    s->conn = c;
     s->fd = ci->connect_fd;
     log_cursor cur;
     log_cursor_at(&cur, from);
@@ -813,15 +1016,20 @@ static enum MHD_Result handle_metrics(http_req *r, struct MHD_Connection *c)
 
 /* ---------------------------------------------------------------- routing */
 
-typedef enum { P_NONE, P_STREAMS, P_ALL, P_EVENTS, P_HEALTH, P_METRICS } path_kind;
+typedef enum { P_NONE, P_STREAMS, P_ALL, P_EVENTS, P_HEALTH, P_METRICS, P_COMMANDS } path_kind;
 
 static path_kind match_path(const char *url, const char **stream, size_t *stream_len)
 {
-    static const char prefix[] = "/streams/";
+    static const char prefix[] = "/streams/", cprefix[] = "/commands/";
     if (!strncmp(url, prefix, sizeof prefix - 1)) {
         *stream = url + sizeof prefix - 1;
         *stream_len = strlen(*stream);
         return memchr(*stream, '/', *stream_len) ? P_NONE : P_STREAMS;
+    }
+    if (!strncmp(url, cprefix, sizeof cprefix - 1)) {
+        *stream = url + sizeof cprefix - 1;
+        *stream_len = strlen(*stream);
+        return memchr(*stream, '/', *stream_len) || *stream_len == 0 ? P_NONE : P_COMMANDS;
     }
     return !strcmp(url, "/all")       ? P_ALL
            : !strcmp(url, "/events")  ? P_EVENTS
@@ -843,6 +1051,12 @@ static route pick_route(path_kind p, const char *method, int *status)
     }
     if (p == P_STREAMS && post)
         return R_APPEND;
+    if (p == P_COMMANDS) {
+        if (post)
+            return R_COMMAND;
+        *status = MHD_HTTP_METHOD_NOT_ALLOWED;
+        return R_COMMAND;
+    }
     if (get)
         return get_route[p];
     *status = MHD_HTTP_METHOD_NOT_ALLOWED;
@@ -884,13 +1098,21 @@ static enum MHD_Result begin(http_req *r, struct MHD_Connection *c, const char *
         route_error(r, status, url, method);
         return MHD_YES;
     }
-    if (p == P_STREAMS && !pct_decode(stream, stream_len, &r->stream)) {
+    if ((p == P_STREAMS || p == P_COMMANDS) && !pct_decode(stream, stream_len, &r->stream)) {
         payi_err e;
-        payi_err_set(&e, PAYI_VALIDATION, "stream", "stream in the path has a malformed %%-escape");
+        payi_err_set(&e, PAYI_VALIDATION, p == P_STREAMS ? "stream" : "command",
+                     "the name in the path has a malformed %%-escape");
         early_error(r, payi_code_http(e.code), payi_code_word(e.code), &e);
         return MHD_YES;
     }
-    return r->route == R_APPEND ? append_begin(r, c) : MHD_YES;
+    if (r->route == R_COMMAND && !r->srv->cmd) {
+        payi_err e;
+        payi_err_set(&e, PAYI_UNKNOWN_COMMAND, NULL,
+                     "no commands: the server runs without a spec (start it with payi serve --spec FILE)");
+        early_error(r, payi_code_http(e.code), payi_code_word(e.code), &e);
+        return MHD_YES;
+    }
+    return r->route == R_APPEND || r->route == R_COMMAND ? append_begin(r, c) : MHD_YES;
 }
 
 /* Last call of a request: the whole body is in. */
@@ -903,6 +1125,7 @@ static enum MHD_Result answer(http_req *r, struct MHD_Connection *c)
         return rc;
     }
     switch (r->route) {
+    case R_COMMAND:
     case R_APPEND: return append_end(r, c);
     case R_STREAM:
     case R_ALL: return handle_read(r, c);
@@ -915,6 +1138,20 @@ static enum MHD_Result answer(http_req *r, struct MHD_Connection *c)
     return MHD_NO;
 }
 
+/* MHD hands back a connection we suspended: its work is done. */
+static enum MHD_Result resumed(http_req *r, struct MHD_Connection *c)
+{
+    r->parked = false;
+    atomic_fetch_sub(&r->srv->suspended, 1);
+    if (r->ready_status)
+        return send_body(r, c, r->ready_status, r->ready_ctype, &r->ready);
+    if (r->call)
+        return command_done(r, c);
+    if (r->batch)
+        return r->ndjson ? append_ndjson_done(r, c) : append_json_done(r, c);
+    return MHD_NO;   /* nothing was waiting: cannot happen */
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
                                   const char *version, const char *upload, size_t *upload_size, void **con_cls)
 {
@@ -922,12 +1159,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (!r) {
         r = xcalloc(1, sizeof *r);
         r->srv = cls;
+        r->conn = c;
         r->start_ns = time_mono_ns();
         *con_cls = r;
         return begin(r, c, url, method);
     }
+    if (r->parked)
+        return resumed(r, c);
     if (*upload_size) {   /* kept for appends; read and dropped for the rest */
-        if (r->route == R_APPEND && !r->early_status && !r->status)
+        if ((r->route == R_APPEND || r->route == R_COMMAND) && !r->early_status && !r->status)
             append_take(r, upload, *upload_size);
         *upload_size = 0;
         return MHD_YES;
@@ -941,6 +1181,23 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
     if (!r)
         return;
     count_request(cls, r);
+    if (r->parked)   /* resumed, then closed by the client before MHD called us again */
+        atomic_fetch_sub(&r->srv->suspended, 1);
+    if (r->call) {   /* answered nothing, but its append completed: let the command finish */
+        int status;
+        buf out = BUF_INIT;
+        payi_err err;
+        cmd_resume(r->call, &status, &out, &err);
+        buf_release(&out);
+    }
+    if (r->has_worker)
+        pthread_join(r->worker, NULL);   /* it ended by resuming us: at most a moment ago */
+    if (r->batch) {
+        evjson_batch_release(r->batch);
+        free(r->batch);
+    }
+    free(r->lines);
+    buf_release(&r->ready);
     buf_release(&r->body);
     buf_release(&r->stream);
     buf_release(&r->early);
@@ -958,8 +1215,10 @@ void http_options_default(http_options *o)
     o->listen = "127.0.0.1:8080";
     o->max_body = 16u << 20;
     o->max_connections = 1024;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    o->threads = cpus < 1 ? 1 : cpus > 64 ? 64 : (unsigned)cpus;
     o->idle_timeout_s = 30;
-    o->header_limit = 64u << 10;
+    o->header_limit = 16u << 10;
     o->sse_keepalive_ms = 15000;
 }
 
@@ -1030,10 +1289,12 @@ static payi_code name_listen(http_server *s, payi_err *err)
     return PAYI_OK;
 }
 
-payi_code http_start(http_server **out, payi_log *log, const http_options *o, payi_err *err)
+payi_code http_start(http_server **out, const http_backend *be, const http_options *o, payi_err *err)
 {
     http_server *s = xcalloc(1, sizeof *s);
-    s->log = log;
+    s->log = be->log;
+    s->reg = be->reg;
+    s->cmd = be->cmd;
     s->opt = *o;
     payi_code rc = bind_listen(o->listen, &s->fd, err);
     if (rc == PAYI_OK && (rc = name_listen(s, err)) != PAYI_OK)
@@ -1042,17 +1303,25 @@ payi_code http_start(http_server **out, payi_log *log, const http_options *o, pa
         free(s);
         return rc;
     }
+    pthread_mutex_init(&s->park_mu, NULL);
     s->mhd = MHD_start_daemon(
-        MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ITC, 0, NULL, NULL, on_request, s,
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME, 0, NULL, NULL, on_request, s,
+        MHD_OPTION_THREAD_POOL_SIZE, o->threads,
         MHD_OPTION_LISTEN_SOCKET, s->fd, MHD_OPTION_CONNECTION_LIMIT, o->max_connections,
         MHD_OPTION_CONNECTION_TIMEOUT, o->idle_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         (size_t)o->header_limit, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_UNESCAPE_CALLBACK,
         keep_escaped, NULL, MHD_OPTION_END);
     if (!s->mhd) {
         close(s->fd);
+        pthread_mutex_destroy(&s->park_mu);
         free(s);
         return payi_err_set(err, PAYI_INTERNAL, NULL, "cannot start the HTTP server (libmicrohttpd)");
     }
+    if (pthread_create(&s->waker, NULL, waker_main, s) != 0) {
+        http_stop(s);
+        return payi_err_set(err, PAYI_INTERNAL, NULL, "cannot start the event-stream thread");
+    }
+    s->waker_started = true;
     *out = s;
     return PAYI_OK;
 }
@@ -1063,9 +1332,19 @@ void http_stop(http_server *s)
 {
     if (!s)
         return;
-    atomic_store(&s->stopping, true);   /* event streams end within SSE_SLICE_MS */
+    atomic_store(&s->stopping, true);   /* event streams end at their next resumption */
     MHD_socket fd = MHD_quiesce_daemon(s->mhd);   /* stop accepting; the socket stays ours */
+    if (s->waker_started)
+        pthread_join(s->waker, NULL);   /* it resumed every parked event stream on its way out */
+    resume_parked(s);
+    /* MHD must not stop with suspended connections: the appends they wait
+     * for complete (the log is still open), and they resume. */
+    while (atomic_load(&s->suspended) > 0) {
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
     MHD_stop_daemon(s->mhd);
+    pthread_mutex_destroy(&s->park_mu);
     if (fd != MHD_INVALID_SOCKET)
         close(fd);
     free(s);

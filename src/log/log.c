@@ -73,6 +73,8 @@
 
 struct log_submission {
     pthread_cond_t cond;      /* its waiter sleeps here: a commit wakes only its own submitters */
+    log_done_fn done_fn;      /* or, for log_submit_cb, this runs on the writer thread */
+    void *done_ctx;
     log_append *appends;
     uint32_t n;
     bool stop_at_error;
@@ -1156,6 +1158,7 @@ static void encode_events(payi_log *log, log_append *a, stream_entry *s)
             .data_len = e->data_len,
         };
         r.batch_index = (uint32_t)(r.position - batch_first);
+        r.flags = (uint8_t)(e->encoding << REC_ENC_SHIFT);
         if (e->has_id) {
             r.id = e->id;
             r.flags |= REC_F_CLIENT_ID;
@@ -1177,6 +1180,7 @@ static void encode_events(payi_log *log, log_append *a, stream_entry *s)
         log->blen += rec_encode(&r, e->body_crc, batch_data(log) + log->blen);
         e->position = r.position;
         e->version = r.version;
+        e->time_ns = now;
         e->duplicate = false;
     }
 }
@@ -1240,13 +1244,26 @@ static void process_submission(payi_log *log, log_submission *sub)
  * for nothing.  next is read before the waiter can run and free s. */
 static void complete(payi_log *log, log_submission *list)
 {
+    log_submission *calls = NULL, **tail = &calls;
     pthread_mutex_lock(&log->mu);
     for (log_submission *s = list, *next; s; s = next) {
         next = s->next;
+        if (s->done_fn) {   /* called below, without the lock: the callback may take its own */
+            s->next = NULL;
+            *tail = s;
+            tail = &s->next;
+            continue;
+        }
         s->done = true;
         pthread_cond_signal(&s->cond);
     }
     pthread_mutex_unlock(&log->mu);
+    for (log_submission *s = calls, *next; s; s = next) {
+        next = s->next;
+        s->done_fn(s->done_ctx);
+        pthread_cond_destroy(&s->cond);
+        free(s);
+    }
 }
 
 /* interval mode: the time left before the dirty data must be synced */
@@ -1312,7 +1329,8 @@ static void prepare_events(log_append *a)
     }
 }
 
-log_submission *log_submit(payi_log *log, log_append *appends, uint32_t n, bool stop_at_error)
+static log_submission *submit(payi_log *log, log_append *appends, uint32_t n, bool stop_at_error, log_done_fn fn,
+                              void *ctx)
 {
     for (uint32_t i = 0; i < n; i++)
         prepare_events(&appends[i]);
@@ -1321,11 +1339,19 @@ log_submission *log_submit(payi_log *log, log_append *appends, uint32_t n, bool 
     s->appends = appends;
     s->n = n;
     s->stop_at_error = stop_at_error;
+    s->done_fn = fn;
+    s->done_ctx = ctx;
     if (log->opt.read_only) {
         payi_err err;
         payi_err_set(&err, PAYI_READ_ONLY, NULL, "the log was opened read-only");
         for (uint32_t i = 0; i < n; i++)
             append_fail(&appends[i], PAYI_READ_ONLY, &err);
+        if (fn) {
+            fn(ctx);
+            pthread_cond_destroy(&s->cond);
+            free(s);
+            return NULL;
+        }
         s->done = true;
         return s;
     }
@@ -1338,6 +1364,30 @@ log_submission *log_submit(payi_log *log, log_append *appends, uint32_t n, bool 
     pthread_cond_signal(&log->work_cond);
     pthread_mutex_unlock(&log->mu);
     return s;
+}
+
+log_submission *log_submit(payi_log *log, log_append *appends, uint32_t n, bool stop_at_error)
+{
+    return submit(log, appends, n, stop_at_error, NULL, NULL);
+}
+
+void log_submit_cb(payi_log *log, log_append *appends, uint32_t n, bool stop_at_error, log_done_fn done, void *ctx)
+{
+    submit(log, appends, n, stop_at_error, done, ctx);
+}
+
+uint64_t log_wait_head(payi_log *log, uint64_t seen, int timeout_ms)
+{
+    if (log->opt.read_only)
+        return log->head;
+    int64_t deadline = time_mono_ns() + (int64_t)timeout_ms * 1000000;
+    struct timespec ts = {deadline / 1000000000, deadline % 1000000000};
+    pthread_mutex_lock(&log->mu);
+    if (log->head <= seen && !log->stopping)
+        pthread_cond_timedwait(&log->commit_cond, &log->mu, &ts);
+    uint64_t head = log->head;
+    pthread_mutex_unlock(&log->mu);
+    return head;
 }
 
 payi_code log_wait(payi_log *log, log_submission *s)
@@ -1418,6 +1468,7 @@ static void fill_event(log_event *ev, const rec_view *r)
     ev->type_len = r->type_len;
     ev->id = r->id;
     ev->time_ns = r->time_ns;
+    ev->encoding = (uint8_t)(r->flags >> REC_ENC_SHIFT);
     ev->data = r->data;
     ev->data_len = r->data_len;
     ev->meta = r->meta;

@@ -61,11 +61,16 @@ void log_close(payi_log *log);
 #define LOG_EXPECT_NO_STREAM (-2)  /* the stream must not exist */
 #define LOG_EXPECT_EXISTS (-3)     /* the stream must have at least one event */
 
+/* How an event's data is stored: JSON text, or the typed form of its
+ * declared event type (spec/schema.h), which views read without parsing. */
+typedef enum { LOG_ENC_JSON = 0, LOG_ENC_TYPED = 1 } log_encoding;
+
 typedef struct log_event_in {
     const char *type;
     uint32_t type_len;
-    const char *data;         /* JSON text */
+    const char *data;         /* JSON text, or typed data when encoding is LOG_ENC_TYPED */
     uint32_t data_len;
+    uint8_t encoding;         /* log_encoding */
     const char *meta;         /* JSON text, or NULL */
     uint32_t meta_len;
     payi_uuid id;             /* used when has_id; otherwise generated */
@@ -73,6 +78,7 @@ typedef struct log_event_in {
     /* results */
     uint64_t position;
     uint64_t version;
+    int64_t time_ns;          /* the append time recorded (not set for duplicates) */
     bool duplicate;           /* id was appended before: position/version are the original's */
     /* private: set by log_submit in the caller's thread, to spare the writer */
     uint32_t body_crc;
@@ -99,6 +105,15 @@ typedef struct log_submission log_submission;
 log_submission *log_submit(payi_log *log, log_append *appends, uint32_t n, bool stop_at_error);
 /* Wait for a submission, then free it.  Returns the first non-OK status. */
 payi_code log_wait(payi_log *log, log_submission *s);
+/* Submit without a waiting thread: done(ctx) runs on the writer thread once
+ * the submission completed (durable, or failed: see each append's status),
+ * after which the log forgets the submission.  done must be quick and must
+ * not call back into the log's append functions. */
+typedef void (*log_done_fn)(void *ctx);
+void log_submit_cb(payi_log *log, log_append *appends, uint32_t n, bool stop_at_error, log_done_fn done, void *ctx);
+/* Wait until the head moves past seen, at most timeout_ms; returns the head
+ * (writable logs; a read-only log returns its head at once). */
+uint64_t log_wait_head(payi_log *log, uint64_t seen, int timeout_ms);
 /* Submit and wait for a single append. */
 payi_code log_append_one(payi_log *log, log_append *a);
 
@@ -123,6 +138,7 @@ typedef struct log_event {
     uint32_t type_len;
     payi_uuid id;
     int64_t time_ns;
+    uint8_t encoding;         /* log_encoding of data */
     const char *data;
     uint32_t data_len;
     const char *meta;

@@ -17,18 +17,26 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "command/command.h"
+#include "event/registry.h"
 #include "http/http.h"
 #include "log/log.h"
+#include "spec/spec.h"
 
 static const char serve_help[] =
-    "usage: payi serve [--data DIR] [--listen HOST:PORT] [--durability fsync|interval|none]\n"
+    "usage: payi serve [--data DIR] [--spec FILE] [--listen HOST:PORT] [--durability fsync|interval|none]\n"
     "                  [--interval-ms N] [--segment-size SIZE] [--max-event-size SIZE]\n"
     "                  [--max-body SIZE] [--max-connections N] [--idle-timeout SECONDS]\n"
     "                  [--sse-keepalive SECONDS]\n"
     "\n"
     "Serves the event store over HTTP until SIGINT or SIGTERM; then stops cleanly (every\n"
     "acknowledged append is durable).  Prints 'payi: listening on http://HOST:PORT' on stderr\n"
-    "once ready.  Routes:\n"
+    "once ready.  With --spec, the spec's commands are served and the events it declares are\n"
+    "validated on every append; a mistake in the spec is printed as FILE:LINE:COL: MESSAGE\n"
+    "and the server does not start.  Routes:\n"
+    "  POST /commands/{Name}    the command's fields as JSON -> 201 {\"position\",\"stream\",\"version\",\n"
+    "                           \"events\"}; 422 when a rule rejects it; Idempotency-Key header;\n"
+    "                           Content-Type application/x-ndjson: one command per line\n"
     "  POST /streams/{stream}   one event {\"type\",\"data\",\"id\"?,\"expected_version\"?,\"meta\"?} or an\n"
     "                           array of them (atomic); Content-Type application/x-ndjson: one\n"
     "                           append per line, answered line by line\n"
@@ -39,6 +47,7 @@ static const char serve_help[] =
     "  GET  /metrics            Prometheus text\n"
     "\n"
     "  --data DIR             data directory (default ./payi-data; created if missing)\n"
+    "  --spec FILE            the application spec: events, aggregates, commands, views\n"
     "  --listen HOST:PORT     address to listen on (default 127.0.0.1:8080; port 0: any free port)\n"
     "  --durability MODE      fsync (default), interval or none: as for 'payi append'\n"
     "  --interval-ms N        interval mode: the loss window (default 100)\n"
@@ -49,11 +58,12 @@ static const char serve_help[] =
     "  --idle-timeout SECONDS close a connection silent this long (default 30)\n"
     "  --sse-keepalive SECONDS  ': keepalive' on an idle event stream this often (default 15)\n";
 
-enum { OPT_DATA = 1000, OPT_LISTEN, OPT_DURABILITY, OPT_INTERVAL, OPT_SEGMENT_SIZE, OPT_MAX_EVENT, OPT_MAX_BODY,
+enum { OPT_DATA = 1000, OPT_SPEC, OPT_LISTEN, OPT_DURABILITY, OPT_INTERVAL, OPT_SEGMENT_SIZE, OPT_MAX_EVENT, OPT_MAX_BODY,
        OPT_MAX_CONN, OPT_IDLE, OPT_KEEPALIVE, OPT_HELP };
 
 typedef struct serve_config {
     const char *dir;
+    const char *spec;
     log_options log;
     http_options http;
 } serve_config;
@@ -76,6 +86,7 @@ static int apply_option(int opt, const char *arg, serve_config *c)
     uint64_t v;
     switch (opt) {
     case OPT_DATA: c->dir = arg; return 0;
+    case OPT_SPEC: c->spec = arg; return 0;
     case OPT_LISTEN: {
         payi_err err;
         if (http_check_listen(arg, &err) != PAYI_OK)
@@ -129,6 +140,7 @@ static int parse_args(int argc, char **argv, serve_config *c)
 {
     static const struct option opts[] = {
         {"data", required_argument, NULL, OPT_DATA},
+        {"spec", required_argument, NULL, OPT_SPEC},
         {"listen", required_argument, NULL, OPT_LISTEN},
         {"durability", required_argument, NULL, OPT_DURABILITY},
         {"interval-ms", required_argument, NULL, OPT_INTERVAL},
@@ -165,6 +177,51 @@ static bool block_stop_signals(sigset_t *set)
     return pthread_sigmask(SIG_BLOCK, set, NULL) == 0;
 }
 
+/* The parts behind the server, opened in order and closed in reverse. */
+typedef struct backend {
+    payi_spec *spec;
+    payi_log *log;
+    registry *reg;
+    cmd_engine *cmd;
+} backend;
+
+static void backend_close(backend *b)
+{
+    cmd_close(b->cmd);
+    registry_free(b->reg);
+    if (b->log)
+        log_close(b->log);
+    spec_free(b->spec);
+}
+
+/* The spec is read and compiled before the log opens, so that a mistake in
+ * it changes nothing; then its event schemas are registered in the log. */
+static int backend_open(serve_config *c, backend *b)
+{
+    payi_err err;
+    if (c->spec && spec_load(c->spec, &b->spec, &err) != PAYI_OK) {
+        fprintf(stderr, "%s\n", err.msg);
+        fprintf(stderr, "payi serve: the spec has a mistake; not starting\n");
+        return 1;
+    }
+    if (log_open(&b->log, c->dir, &c->log, &err) != PAYI_OK) {
+        cli_report(&err, 0);
+        return 1;
+    }
+    b->reg = registry_new();
+    payi_code rc = registry_refresh(b->reg, b->log, &err);
+    for (uint32_t k = 0; rc == PAYI_OK && b->spec && k < b->spec->nevents; k++)
+        rc = registry_register(b->reg, b->log, b->spec->events[k], &err);
+    if (rc == PAYI_OK && b->spec)
+        rc = cmd_open(&b->cmd, b->log, b->spec, b->reg, NULL, &err);
+    if (rc != PAYI_OK) {
+        fprintf(stderr, "%s\n", err.msg);
+        fprintf(stderr, "payi serve: not starting\n");
+        return 1;
+    }
+    return 0;
+}
+
 static int run(serve_config *c)
 {
     sigset_t stop;
@@ -173,16 +230,17 @@ static int run(serve_config *c)
         return 1;
     }
     cli_warn_durability(&c->log);
-    payi_log *log;
-    payi_err err;
-    if (log_open(&log, c->dir, &c->log, &err) != PAYI_OK) {
-        cli_report(&err, 0);
+    backend b = {0};
+    if (backend_open(c, &b) != 0) {
+        backend_close(&b);
         return 1;
     }
+    payi_err err;
     http_server *srv;
-    if (http_start(&srv, log, &c->http, &err) != PAYI_OK) {
+    http_backend hb = {b.log, b.reg, b.cmd};
+    if (http_start(&srv, &hb, &c->http, &err) != PAYI_OK) {
         cli_report(&err, 0);
-        log_close(log);
+        backend_close(&b);
         return 1;
     }
     fprintf(stderr, "payi: listening on %s\n", http_url(srv));
@@ -191,7 +249,7 @@ static int run(serve_config *c)
         ;   /* sigwait fails only for a bad set; ours is fixed, so this does not spin */
     fprintf(stderr, "payi: %s: stopping\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
     http_stop(srv);
-    log_close(log);
+    backend_close(&b);
     fprintf(stderr, "payi: stopped\n");
     return 0;
 }

@@ -219,6 +219,8 @@ static char *arena_alloc(expr_ctx *ctx, size_t n)
     return nb->data;
 }
 
+char *expr_ctx_alloc(expr_ctx *ctx, size_t n) { return arena_alloc(ctx, n ? n : 1); }
+
 /* ---------------------------------------------------------------- calendar */
 
 static int64_t floordiv(int64_t a, int64_t b) { int64_t q = a / b; return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q; }

@@ -95,6 +95,8 @@ expr_type expr_result_type(const expr *e);
 void expr_ctx_init(expr_ctx *ctx);
 void expr_ctx_reset(expr_ctx *ctx);     /* invalidates text values computed so far */
 void expr_ctx_release(expr_ctx *ctx);
+/* n bytes from the context's arena, valid until expr_ctx_reset (never NULL). */
+char *expr_ctx_alloc(expr_ctx *ctx, size_t n);
 
 /* columns[i] is the value of scope column i; a column whose value has
  * another type than declared (other than a NULL) is an error. */

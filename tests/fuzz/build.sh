@@ -8,4 +8,5 @@ base=(src/base/buf.c src/base/mem.c src/base/crc32c.c src/base/uuid.c)
 clang "${CFLAGS[@]}" tests/fuzz/fuzz_record.c src/log/record.c "${base[@]}" -o build-fuzz/fuzz_record
 clang "${CFLAGS[@]}" tests/fuzz/fuzz_json.c src/base/json.c src/base/buf.c src/base/mem.c -o build-fuzz/fuzz_json
 clang "${CFLAGS[@]}" tests/fuzz/fuzz_expr.c src/spec/expr.c src/base/json.c src/base/buf.c src/base/mem.c src/base/err.c -lpg_query -lm -o build-fuzz/fuzz_expr
-echo "fuzz targets in build-fuzz/: fuzz_record fuzz_json fuzz_expr"
+clang "${CFLAGS[@]}" tests/fuzz/fuzz_schema.c src/spec/schema.c src/spec/expr.c src/base/json.c src/base/buf.c src/base/mem.c src/base/err.c -lpg_query -lm -o build-fuzz/fuzz_schema
+echo "fuzz targets in build-fuzz/: fuzz_record fuzz_json fuzz_expr fuzz_schema"

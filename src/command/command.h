@@ -1,0 +1,102 @@
+/* command.h — commands: validate, decide against the state of their stream,
+ * append what they emit.
+ *
+ * One command, from JSON to durable events:
+ *   1. decode   the body against the command's fields (types, NOT NULL,
+ *               DEFAULT, CHECK): errors are 400 validation naming the field;
+ *   2. stream   evaluate the aggregate's STREAM over the command's fields;
+ *   3. state    from the bounded cache of folded states, rebuilt from the
+ *               stream's events on a miss (events of types the aggregate has
+ *               no ON for are skipped);
+ *   4. decide   REJECT IF rules in order (422 rejected, the rule's MESSAGE),
+ *               then each EMIT whose IF holds, fields computed from the
+ *               command and the state; or the Lua handler;
+ *   5. append   the events, typed, with the state's version as the expected
+ *               version, so that a stream never moves under a decision.
+ *
+ * Concurrency.  Steps 3-5 run under the stream's cache entry lock, and the
+ * entry's state moves on to include the events just submitted before the
+ * append is durable: the next command on that stream decides against it and
+ * expects that version, so commands on a hot stream pipeline through one
+ * group commit instead of conflicting.  The log checks every expected version
+ * in submission order, which is decision order.  If an append fails, the
+ * entry is dropped (its state included events that never were), and any
+ * command decided on top of it fails its version check: on a conflict the
+ * command re-reads the stream and decides again, at most max_retries times.
+ *
+ * Idempotency-Key: the first answer to a key (per command name) is kept in a
+ * bounded in-memory table and returned for a retry with the same body; a
+ * different body is refused; a retry while the first is still running gets
+ * 409.  The events of a keyed command carry ids derived from the key, so a
+ * retry after a restart that decides the same events appends nothing new
+ * (the log's id deduplication) — but the kept answers themselves do not
+ * survive a restart.
+ *
+ * Threads: every function may be called from any thread.
+ */
+#ifndef PAYI_COMMAND_H
+#define PAYI_COMMAND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/buf.h"
+#include "base/err.h"
+#include "command/luafn.h"
+#include "event/registry.h"
+#include "log/log.h"
+#include "spec/spec.h"
+
+typedef struct cmd_engine cmd_engine;
+
+typedef struct cmd_options {
+    uint32_t cache_entries;      /* folded states kept (default 100,000) */
+    uint32_t max_retries;        /* re-decisions after a version conflict (default 8) */
+    uint32_t idempotency_keys;   /* answers kept for Idempotency-Key (default 100,000) */
+    luafn_limits lua;
+} cmd_options;
+
+void cmd_options_default(cmd_options *o);
+
+/* The engine borrows log, spec and reg (whose schemas must be registered
+ * already: the events of the spec carry their ids).  Compiles the Lua
+ * handlers once to report their mistakes ("file:line: ..."). */
+payi_code cmd_open(cmd_engine **out, payi_log *log, const payi_spec *spec, const registry *reg,
+                   const cmd_options *o, payi_err *err);
+void cmd_close(cmd_engine *e);
+
+/* One command.  On success *status is 201 (events appended) or 200 (no
+ * event emitted) and answer holds
+ *   {"position":P,"stream":S,"version":V,"events":[event...]}
+ * (position: the last event's, null when none; version: the stream's after
+ * the command).  On failure the code and err say why (err->field names the
+ * field at fault).  key may be NULL.  answer is appended to. */
+payi_code cmd_execute(cmd_engine *e, const char *name, size_t name_len, const char *body, size_t body_len,
+                      const char *key, size_t key_len, int *status, buf *answer, payi_err *err);
+
+/* The same without a waiting thread.  When the command must wait for its
+ * append, cmd_start returns PAYI_OK with *pending set (and nothing in the
+ * outputs): wake(ctx) will be called once, from the log's writer thread,
+ * after which the caller calls cmd_resume(*pending, ...) from any thread,
+ * which answers like cmd_execute.  A retry after a version conflict (rare:
+ * only after a failed append or a raw append to the stream) waits inside
+ * cmd_resume.  body must stay valid until the answer. */
+typedef struct cmd_call cmd_call;
+typedef void (*cmd_wake_fn)(void *ctx);
+payi_code cmd_start(cmd_engine *e, const char *name, size_t name_len, const char *body, size_t body_len,
+                    const char *key, size_t key_len, cmd_wake_fn wake, void *ctx, cmd_call **pending, int *status,
+                    buf *answer, payi_err *err);
+payi_code cmd_resume(cmd_call *call, int *status, buf *answer, payi_err *err);
+
+/* A batch: NDJSON, one command per line (the command's fields).  Lines are decided in order and
+ * appended together; out gets one line per input line: the answer, or
+ * {"error":{...}}.  Returns the number of lines that failed. */
+size_t cmd_execute_ndjson(cmd_engine *e, const char *name, size_t name_len, const char *body, size_t body_len,
+                          buf *out);
+
+typedef struct cmd_stats {
+    uint64_t executed, rejected, failed, conflicts_retried, cache_hits, cache_misses, cache_entries;
+} cmd_stats;
+void cmd_get_stats(cmd_engine *e, cmd_stats *out);
+
+#endif
