@@ -32,7 +32,9 @@
  * write slipped in anyway (table.insert(_G, x) writes raw).  What this does
  * not isolate, by design: tables and upvalues created by the top level are
  * shared by the calls of that handler (mutating them is mutating data, not
- * defining globals); handlers never share any.
+ * defining globals); handlers never share any.  Visible quirks: pairs(_G)
+ * and rawget(_G, k) see the empty proxy, and methods on strings
+ * (s:upper()) use the shared library, not the handler's copy of string.
  *
  * Time.  The JIT is off for the whole state, so the interpreter runs every
  * instruction and a count hook fires every HOOK_EVERY instructions; it
@@ -43,8 +45,11 @@
  *
  * Memory.  The state's allocator counts the bytes Lua holds and refuses
  * (returns NULL) any growth beyond max_bytes; Lua then raises its
- * out-of-memory error.  After such an error a full collection brings the
- * state back to its live size, so the next call starts clean.
+ * out-of-memory error.  The count includes garbage not yet collected, and
+ * Lua 5.1 has no emergency collection, so: after an out-of-memory error a
+ * full collection (with the cap lifted while it runs) brings the state back
+ * to its live size, and a call that starts with more than half the cap in
+ * use collects first.
  *
  * Aborts that user code must not swallow.  reject(), a timeout and memory
  * exhaustion set self->abort and raise an error.  pcall and xpcall are

@@ -340,7 +340,11 @@ void evjson_write_event(buf *out, const log_event *ev, const registry *reg)
     write_where(out, ev->position, ev->stream, ev->stream_len, ev->version);
     buf_puts(out, ",\"type\":");
     json_put_string(out, ev->type, ev->type_len);
-    buf_printf(out, ",\"id\":\"%s\",\"time\":\"%s\",\"data\":", id, when);
+    buf_puts(out, ",\"id\":\"");
+    buf_put(out, id, UUID_STR_LEN);
+    buf_puts(out, "\",\"time\":\"");
+    buf_put(out, when, TIME_RFC3339_LEN);
+    buf_puts(out, "\",\"data\":");
     registry_write_data(reg, ev, out);
     buf_puts(out, ",\"meta\":");
     if (ev->meta_len)

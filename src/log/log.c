@@ -1196,6 +1196,10 @@ static void stage_append(payi_log *log, log_append *a, log_submission *sub)
     bool all_dup;
     if (check_duplicates(log, a, &all_dup, &err) != PAYI_OK)
         return append_fail(a, PAYI_VALIDATION, &err);
+    if (a->probe && !all_dup) {
+        payi_err_set(&err, PAYI_NOT_FOUND, "id", "no event has this id");
+        return append_fail(a, PAYI_NOT_FOUND, &err);
+    }
     if (all_dup) {
         bool staged = false;
         for (uint32_t i = 0; i < a->nevents; i++)   /* versions were read by check_duplicates */

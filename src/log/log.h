@@ -91,6 +91,8 @@ typedef struct log_append {
     int64_t expected;         /* a version >= 0 or LOG_EXPECT_* */
     log_event_in *events;
     uint32_t nevents;
+    bool probe;               /* only look the ids up: PAYI_OK with the originals' positions when
+                                 every event repeats an id, PAYI_NOT_FOUND when none does; appends nothing */
     /* result, valid once the append completed */
     payi_code status;
     int64_t actual_version;   /* on PAYI_CONFLICT: the stream's version (-1: no stream) */

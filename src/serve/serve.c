@@ -55,11 +55,12 @@ static const char serve_help[] =
     "  --max-event-size SIZE  largest event: stream+type+data+meta bytes (default 1M)\n"
     "  --max-body SIZE        largest request body (default 16M): larger ones get 413\n"
     "  --max-connections N    concurrent connections (default 1024)\n"
+    "  --http-threads N       threads serving connections (default: one per CPU)\n"
     "  --idle-timeout SECONDS close a connection silent this long (default 30)\n"
     "  --sse-keepalive SECONDS  ': keepalive' on an idle event stream this often (default 15)\n";
 
 enum { OPT_DATA = 1000, OPT_SPEC, OPT_LISTEN, OPT_DURABILITY, OPT_INTERVAL, OPT_SEGMENT_SIZE, OPT_MAX_EVENT, OPT_MAX_BODY,
-       OPT_MAX_CONN, OPT_IDLE, OPT_KEEPALIVE, OPT_HELP };
+       OPT_MAX_CONN, OPT_THREADS, OPT_IDLE, OPT_KEEPALIVE, OPT_HELP };
 
 typedef struct serve_config {
     const char *dir;
@@ -121,6 +122,11 @@ static int apply_option(int opt, const char *arg, serve_config *c)
             return usage_error("--max-connections must be 1..100000");
         c->http.max_connections = (unsigned)v;
         return 0;
+    case OPT_THREADS:
+        if (!in_range(arg, false, 1, 64, &v))
+            return usage_error("--http-threads must be 1..64");
+        c->http.threads = (unsigned)v;
+        return 0;
     case OPT_IDLE:
         if (!in_range(arg, false, 1, 86400, &v))
             return usage_error("--idle-timeout must be 1..86400 seconds");
@@ -149,6 +155,7 @@ static int parse_args(int argc, char **argv, serve_config *c)
         {"max-body", required_argument, NULL, OPT_MAX_BODY},
         {"max-connections", required_argument, NULL, OPT_MAX_CONN},
         {"idle-timeout", required_argument, NULL, OPT_IDLE},
+        {"http-threads", required_argument, NULL, OPT_THREADS},
         {"sse-keepalive", required_argument, NULL, OPT_KEEPALIVE},
         {"help", no_argument, NULL, OPT_HELP},
         {0, 0, 0, 0}};

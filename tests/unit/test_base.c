@@ -1,4 +1,5 @@
 #include <stdlib.h>
+#include <time.h>
 
 #include "base/buf.h"
 #include "base/crc32c.h"
@@ -81,4 +82,27 @@ TEST(time_format_rfc3339)
     char s[TIME_RFC3339_LEN + 1];
     time_format_rfc3339(1678320000123456789LL, s);
     CHECK_STR(s, "2023-03-09T00:00:00.123456Z");
+}
+
+/* The hand-written calendar against the C library's, across eras and leap days. */
+TEST(time_format_rfc3339_matches_gmtime)
+{
+    uint64_t x = 88172645463325252ULL;
+    for (int i = 0; i < 200000; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        /* 1900..2255 (int64 nanoseconds end in 2262), both sides of the epoch */
+        int64_t secs = (int64_t)(x % (355ULL * 365 * 86400)) - 70LL * 365 * 86400;
+        int64_t ns = secs * 1000000000 + (int64_t)(x % 1000000) * 1000;
+        char got[TIME_RFC3339_LEN + 1], want[64];
+        time_format_rfc3339(ns, got);
+        time_t t = (time_t)secs;
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        snprintf(want, sizeof want, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+                 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(x % 1000000));
+        if (strcmp(got, want) != 0) {
+            test_fail(__FILE__, __LINE__, "%" PRId64 ": %s != %s", ns, got, want);
+            break;
+        }
+    }
 }
