@@ -856,6 +856,26 @@ static void write_answer(const job *j, int *status, buf *out)
     buf_putc(out, '}');
 }
 
+/* An NDJSON line's answer: where the command's events went, without them. */
+static void write_ack(const job *j, buf *out)
+{
+    buf_puts(out, "{\"position\":");
+    if (j->nev)
+        buf_put_u64(out, j->in[j->nev - 1].position);
+    else
+        buf_puts(out, "null");
+    buf_puts(out, ",\"stream\":");
+    json_put_string(out, j->stream.data, j->stream.len);
+    buf_puts(out, ",\"version\":");
+    if (j->nev)
+        buf_put_u64(out, j->in[j->nev - 1].version);
+    else if (j->agg)
+        buf_put_i64(out, j->decided_version);
+    else
+        buf_puts(out, "null");
+    buf_printf(out, ",\"events\":%u}", j->nev);
+}
+
 /* ------------------------------------------------------- idempotency */
 
 static void idem_init(idem_table *t, uint32_t max)
@@ -973,6 +993,21 @@ static luafn *lua_new_state(cmd_engine *en, payi_err *err)
         en->lua_handle[k] = h;
     }
     return L;
+}
+
+payi_code cmd_check_lua(const payi_spec *spec, const luafn_limits *lim, payi_err *err)
+{
+    luafn *L = NULL;
+    payi_code rc = luafn_open(&L, lim, err);
+    for (uint32_t k = 0; rc == PAYI_OK && k < spec->ncommands; k++) {
+        const spec_command *c = &spec->commands[k];
+        int h;
+        if (c->lua)
+            rc = luafn_load(L, spec->file, c->lua_line, c->lua, c->lua_len, "decide", &h, err);
+    }
+    if (L)
+        luafn_close(L);
+    return rc;
 }
 
 static luafn *lua_take(cmd_engine *en, payi_err *err)
@@ -1212,6 +1247,19 @@ static bool first_answer_from_log(job *j, int *status, buf *answer)
     return ok;
 }
 
+/* A run-time expression error ends with " (at N)", an offset into the spec's
+ * expression: meaningful to whoever wrote the spec, noise to a client. */
+static void strip_expr_pos(payi_err *err)
+{
+    size_t pos;
+    char *at = strstr(err->msg, " (at ");
+    if (!expr_error_pos(err, &pos) || !at)
+        return;
+    for (char *next; (next = strstr(at + 1, " (at "));)
+        at = next;
+    *at = '\0';
+}
+
 /* The call is over: its answer or error out, its key updated, its memory freed. */
 static payi_code call_outcome(cmd_call *c, int *status, buf *answer, payi_err *err)
 {
@@ -1224,8 +1272,10 @@ static payi_code call_outcome(cmd_call *c, int *status, buf *answer, payi_err *e
         rc = PAYI_OK;
     else if (rc == PAYI_OK)
         write_answer(j, status, answer);
-    else
+    else {
+        strip_expr_pos(&j->err);
         *err = j->err;
+    }
     count_outcome(j->en, rc);
     if (c->keyed)
         idem_finish(j->en, c, rc, *status, answer->data + mark, answer->len - mark, err);
@@ -1333,9 +1383,12 @@ size_t cmd_execute_ndjson(cmd_engine *en, const char *name, size_t name_len, con
                           buf *out)
 {
     /* Every line is decided and submitted before the first wait, so that the
-     * whole batch shares group commits; answers are then written in order. */
-    size_t nlines = 0, cap = 0, failed = 0;
-    job **jobs = NULL;
+     * batch shares group commits.  Each line submits at once, under its
+     * stream's lock: submitting the batch's appends together at the end let
+     * other connections' commands decided later reach the log first, and
+     * conflict (measured: 100x slower with 16 concurrent batches). */
+    size_t nlines = 0, ncalls_cap = 0, failed = 0;
+    cmd_call **calls = NULL;
     uint32_t *linenos = NULL;
     size_t lcap = 0;
     uint32_t lineno = 0;
@@ -1350,27 +1403,27 @@ size_t cmd_execute_ndjson(cmd_engine *en, const char *name, size_t name_len, con
         if (len > 0) {
             linenos = xgrow(linenos, &lcap, nlines + 1, sizeof *linenos);
             linenos[nlines] = lineno;
-            jobs = xgrow(jobs, &cap, nlines + 1, sizeof *jobs);
-            job *j = jobs[nlines++] = xmalloc(sizeof *j);
-            job_init(j, en);
-            job_start(j, name, name_len, p, len);
+            calls = xgrow(calls, &ncalls_cap, nlines + 1, sizeof *calls);
+            cmd_call *c = calls[nlines++] = call_new(en);
+            job_start(&c->j, name, name_len, p, len);
         }
         p = nl ? nl + 1 : end;
     }
     for (size_t k = 0; k < nlines; k++) {
-        job *j = jobs[k];
-        payi_code rc = j->rc == PAYI_OK ? finish(j) : j->rc;
-        int status;
+        job *j = &calls[k]->j;
+        payi_code rc = finish(j);
         if (rc == PAYI_OK)
-            write_answer(j, &status, out);
-        else
-            write_error_line(out, &j->err, linenos[k]), failed++;
+            write_ack(j, out);
+        else {
+            strip_expr_pos(&j->err);
+            write_error_line(out, &j->err, linenos[k]);
+            failed++;
+        }
         buf_putc(out, '\n');
         count_outcome(en, rc);
-        job_release(j);
-        free(j);
+        call_free(en, calls[k]);
     }
-    free(jobs);
+    free(calls);
     free(linenos);
     return failed;
 }

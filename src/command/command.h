@@ -64,6 +64,9 @@ void cmd_options_default(cmd_options *o);
 payi_code cmd_open(cmd_engine **out, payi_log *log, const payi_spec *spec, const registry *reg,
                    const cmd_options *o, payi_err *err);
 void cmd_close(cmd_engine *e);
+/* Compile the spec's Lua handlers and forget them: their mistakes
+ * ("file:line: message"), before anything is opened. */
+payi_code cmd_check_lua(const payi_spec *spec, const luafn_limits *lim, payi_err *err);
 
 /* One command.  On success *status is 201 (events appended) or 200 (no
  * event emitted) and answer holds
@@ -88,9 +91,13 @@ payi_code cmd_start(cmd_engine *e, const char *name, size_t name_len, const char
                     buf *answer, payi_err *err);
 payi_code cmd_resume(cmd_call *call, int *status, buf *answer, payi_err *err);
 
-/* A batch: NDJSON, one command per line (the command's fields).  Lines are decided in order and
- * appended together; out gets one line per input line: the answer, or
- * {"error":{...}}.  Returns the number of lines that failed. */
+/* A batch: NDJSON, one command per line (the command's fields).  Lines
+ * are decided in order and their appends submitted together (one group
+ * commit); out gets one line per non-blank input line, in order: an ack
+ * {"position","stream","version","events":N} (the events themselves are
+ * left out: a batch's answer would otherwise repeat its whole input), or
+ * {"error":{"code","message","field"?,"line":N}}.  Returns the number of
+ * lines that failed. */
 size_t cmd_execute_ndjson(cmd_engine *e, const char *name, size_t name_len, const char *body, size_t body_len,
                           buf *out);
 

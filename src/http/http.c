@@ -1,6 +1,7 @@
 /* http.c — the HTTP face of the event store, on libmicrohttpd (MHD).
  *
  * Routes (see http.h for the answers):
+ *   POST /commands/{Name}    a command's fields (JSON); application/x-ndjson: one command per line
  *   POST /streams/{stream}   body: one event object or an array (one atomic append);
  *                            Content-Type application/x-ndjson: one append per line,
  *                            all lines submitted together, answered line by line.
@@ -10,21 +11,25 @@
  *   GET  /health, GET /metrics
  *   anything else: 404 not_found; a known path with another method: 405.
  *
- * Threading: MHD runs one thread per connection (MHD_USE_THREAD_PER_CONNECTION
- * with poll, so descriptors above FD_SETSIZE work).  A handler may therefore
- * block: an append waits for its group commit in log_append_one/log_wait, and
- * an event stream waits in log_sub_next inside MHD's content-reader callback,
- * in slices of SSE_SLICE_MS so that it notices a departed client (POLLRDHUP on
- * its socket) and server shutdown without any event arriving.  Keep-alive
- * connections run their requests one after another on their thread.  The only
- * state shared between connection threads is the log (thread-safe) and the
- * metrics counters (relaxed atomics).
+ * Threading: MHD runs a small pool of threads (one per CPU by default), each
+ * with its own epoll set over many connections, so no handler may block.
+ * Whatever waits is handed on and the connection suspended ("suspension"
+ * below): an append or a command waits for its group commit through a
+ * completion callback on the log's writer thread; an event stream with
+ * nothing to send parks until the waker thread sees the head move (or
+ * SSE_SLICE_MS passes: keep-alives, departed clients, shutdown); an NDJSON
+ * batch of commands runs on a thread of its own.  A slow client costs a
+ * connection slot, never a thread.  Reads (GET /streams, /all) run inline:
+ * they read from the page cache and answer at once.  State shared between
+ * threads: the log and the command engine (thread-safe), the parked list
+ * (park_mu) and the metrics counters (relaxed atomics).
  *
  * Request flow: MHD calls on_request first with the headers (we allocate an
  * http_req, route it, and answer GETs and early errors at once), then once per
  * piece of body (copied into req->body, refused past max_body), then once with
- * no data: the append happens then.  on_completed frees the http_req and
- * records the request's status and duration.
+ * no data: the work starts then.  If it suspended the connection, the next
+ * call is its resumption (r->parked), which sends the answer.  on_completed
+ * frees the http_req and records the request's status and duration.
  *
  * Paths are decoded here, not by MHD: the unescape callback keeps the text as
  * sent, so "%2F" in a stream name is a byte of the name and never a path
@@ -1009,6 +1014,22 @@ static enum MHD_Result handle_metrics(http_req *r, struct MHD_Connection *c)
     metrics_durations(&out, r->srv);
     metric(&out, "payi_http_sse_clients", "gauge", "Open event streams (GET /events).",
            (uint64_t)atomic_load(&r->srv->sse_clients));
+    if (r->srv->cmd) {
+        cmd_stats cs;
+        cmd_get_stats(r->srv->cmd, &cs);
+        metric(&out, "payi_commands_total", "counter", "Commands executed (any outcome).", cs.executed);
+        metric(&out, "payi_commands_rejected_total", "counter", "Commands refused by a REJECT rule or reject().",
+               cs.rejected);
+        metric(&out, "payi_commands_failed_total", "counter", "Commands that failed otherwise (validation, I/O, ...).",
+               cs.failed);
+        metric(&out, "payi_commands_retried_total", "counter", "Decisions taken again after a version conflict.",
+               cs.conflicts_retried);
+        metric(&out, "payi_state_cache_hits_total", "counter", "Commands whose stream state was cached.",
+               cs.cache_hits);
+        metric(&out, "payi_state_cache_misses_total", "counter", "Commands whose stream state was folded from the log.",
+               cs.cache_misses);
+        metric(&out, "payi_state_cache_entries", "gauge", "Stream states in the cache.", cs.cache_entries);
+    }
     enum MHD_Result rc = send_body(r, c, 200, "text/plain; version=0.0.4; charset=utf-8", &out);
     buf_release(&out);
     return rc;

@@ -206,7 +206,9 @@ static void backend_close(backend *b)
 static int backend_open(serve_config *c, backend *b)
 {
     payi_err err;
-    if (c->spec && spec_load(c->spec, &b->spec, &err) != PAYI_OK) {
+    luafn_limits lim;
+    luafn_limits_default(&lim);
+    if (c->spec && (spec_load(c->spec, &b->spec, &err) != PAYI_OK || cmd_check_lua(b->spec, &lim, &err) != PAYI_OK)) {
         fprintf(stderr, "%s\n", err.msg);
         fprintf(stderr, "payi serve: the spec has a mistake; not starting\n");
         return 1;

@@ -152,13 +152,28 @@ def start(tmp_path):
         return s
 
     yield start_server
+    for s in servers:          # signal them all, then wait for each
+        if s.proc.poll() is None:
+            s.proc.send_signal(signal.SIGTERM)
     for s in servers:
-        s.kill()
+        s.stop()
+    for s in servers:
+        assert_clean(s)
 
 
 @pytest.fixture
 def bank(start):
     return start()
+
+
+SANITIZER_WORDS = ("AddressSanitizer", "LeakSanitizer", "runtime error:", "UndefinedBehaviorSanitizer")
+
+
+def assert_clean(s):
+    """The server stopped cleanly (SIGTERM -> 0) and no sanitizer spoke."""
+    err = s.stderr()
+    assert not any(w in err for w in SANITIZER_WORDS), err[-4000:]
+    assert s.proc.returncode == 0, f"exit {s.proc.returncode}\n{err[-4000:]}"
 
 
 def assert_error(status, j, want_status, code, field=None, message=None):
@@ -191,6 +206,11 @@ def assert_answer(j, stream, types, command):
             assert e["position"] == evs[i - 1]["position"] + 1 and e["version"] == evs[i - 1]["version"] + 1, j
     assert j["position"] == evs[-1]["position"] and j["version"] == evs[-1]["version"], j
     return evs
+
+
+def n_events(answer):
+    ev = answer["events"]
+    return len(ev) if isinstance(ev, list) else ev
 
 
 def ndjson_lines(raw):
@@ -327,6 +347,12 @@ def test_stateless_note_case_lower_and_date_arithmetic(bank):
     (e,) = bank.ok("Note", {"topic": "été", "body": None})["events"]
     assert e["stream"] == "notes-été" and e["data"]["body"] == "(empty)"
     assert [e["version"] for e in bank.stream("notes-dates")] == [0, 1, 2, 3]
+    # the stream name's limit: 'notes-' + 249 bytes = 255 is the longest
+    assert bank.ok("Note", {"topic": "x" * 249})["stream"] == "notes-" + "x" * 249
+    head = bank.head()
+    assert_error(*bank.cmd("Note", {"topic": "x" * 250}), 400, "validation", "stream")
+    assert_error(*bank.cmd("Note", {"topic": "é" * 125}), 400, "validation", "stream")   # 256 bytes, 131 chars
+    assert bank.head() == head
 
 
 def test_due_date_overflow_is_an_error_not_an_event(bank):
@@ -353,6 +379,57 @@ def test_commands_that_emit_nothing_answer_200(start):
         assert status == 200 and j == {"position": None, "stream": "box-b", "version": 1, "events": []}, j
     assert s.head() == head + 2
     assert_error(*s.cmd("Ping", {"box": "b", "loud": None}), 400, "validation", "loud")
+
+
+def test_lua_sandbox_keeps_no_globals_and_bounds_memory(start):
+    s = start(spec=QUIET)
+    for what in ("os", "io", "load", "loadstring", "dofile", "loadfile", "require", "package", "debug", "ffi", "jit",
+                 "collectgarbage", "getfenv", "setfenv", "string.dump"):
+        status, j = s.cmd("Sandbox", {"box": "s", "what": what})
+        assert status == 201, f"{what} is reachable from a handler: {j}"
+        # a global set by one call is gone for the next
+        assert j["events"][0]["data"] == {"box": "s", "n": 1}, j
+    for what in ("math", "string.rep", "pairs", "table.insert", "tostring"):   # the check itself works
+        assert_error(*s.cmd("Sandbox", {"box": "s", "what": what}), 422, "rejected", message="reachable: " + what)
+    head = s.head()
+    t0 = time.monotonic()
+    status, j = s.cmd("Hog", {"box": "h"})
+    assert_error(status, j, 500, "handler_error", message="quiet.payi:")
+    assert "memory" in j["error"]["message"] or "time limit" in j["error"]["message"], j
+    assert time.monotonic() - t0 < 5 and s.head() == head
+    assert s.ok("Sandbox", {"box": "s", "what": "nothing"})["events"][0]["data"]["n"] == 1
+
+
+def test_idempotency_key_race(bank):
+    """Many clients send one key at once: one decision, one event; the others repeat it or get 409."""
+    open_account(bank, "race")
+    head = bank.head()
+    n = 16
+    barrier = threading.Barrier(n)
+    answers = []
+
+    def send(i):
+        c = bank.conn()
+        c.connect()
+        barrier.wait()
+        answers.append(bank.cmd("Deposit", {"account": "race", "amount": 7}, headers={"Idempotency-Key": "same"},
+                                conn=c))
+        c.close()
+
+    pool = [threading.Thread(target=send, args=(i,)) for i in range(n)]
+    for p in pool:
+        p.start()
+    for p in pool:
+        p.join(60)
+    ok = [j for status, j in answers if status == 201]
+    assert ok and all(j == ok[0] for j in ok), answers
+    assert all(status in (201, 409) for status, _ in answers), answers
+    for status, j in answers:
+        if status == 409:
+            assert j["error"]["code"] == "conflict", j
+    assert bank.head() == head + 1
+    assert [e["data"]["amount"] for e in bank.stream("account-race") if e["type"] == "Deposited"] == [7]
+    assert bank.ok("Deposit", {"account": "race", "amount": 7}, headers={"Idempotency-Key": "same"}) == ok[0]
 
 
 def test_idempotency_key(bank):
@@ -433,7 +510,8 @@ def test_ndjson_batch_of_commands(bank):
     assert r.getheader("Content-Type", "").startswith("application/x-ndjson")
     lines = ndjson_lines(raw)
     assert len(lines) == 7, raw
-    assert lines[0]["stream"] == "account-b" and [e["type"] for e in lines[0]["events"]] == ["Withdrawn"]
+    # an ack per line; its events in full or as their number (command.h: "events":N)
+    assert lines[0]["stream"] == "account-b" and n_events(lines[0]) == 1, lines[0]
     want = [(2, "rejected", None), (4, "bad_json", None), (5, "validation", "amount"), (7, "rejected", None),
             (8, "validation", None)]
     errs = [lines[1], lines[2], lines[3], lines[5], lines[6]]
@@ -443,8 +521,11 @@ def test_ndjson_batch_of_commands(bank):
             assert got["error"]["field"] == field, got
     assert lines[1]["error"]["message"] == "insufficient funds"
     assert lines[5]["error"]["message"] == "no such account"
-    assert lines[4]["events"][0]["data"]["amount"] == 40
-    assert lines[4]["version"] == lines[0]["version"] + 1
+    assert n_events(lines[4]) == 1 and lines[4]["version"] == lines[0]["version"] + 1
+    assert lines[4]["position"] == lines[0]["position"] + 1 == head + 1
+    evs = bank.stream("account-b")
+    assert [(e["type"], e["data"]["amount"], e["version"]) for e in evs[-2:]] == \
+        [("Withdrawn", 60, lines[0]["version"]), ("Withdrawn", 40, lines[4]["version"])]
     assert bank.head() == head + 2
     assert_error(*bank.cmd("Withdraw", {"account": "b", "amount": 1}), 422, "rejected", message="insufficient funds")
     # an empty batch answers nothing
@@ -715,7 +796,8 @@ def table_srv(tmp_path_factory):
     open_account(s, "a")
     s.ok("Deposit", {"account": "a", "amount": 100})
     yield s
-    assert s.stop() == 0, s.stderr()
+    s.stop()
+    assert_clean(s)
 
 
 @pytest.mark.parametrize("name,path,raw,status,code,field,message", BAD_COMMANDS, ids=[b[0] for b in BAD_COMMANDS])
@@ -758,7 +840,8 @@ def small_srv(tmp_path_factory):
     s = Server(tmp_path_factory.mktemp("cmdsmall") / "data", "--max-body", "4096")
     open_account(s, "a")
     yield s
-    assert s.stop() == 0, s.stderr()
+    s.stop()
+    assert_clean(s)
 
 
 def test_oversized_body_is_413(small_srv):
@@ -833,3 +916,206 @@ def test_slow_header_client_does_not_block_others_and_is_cut_off(start):
     assert waited < 8, f"cut off after {waited:.1f}s of silence"
     assert s.head() == head + n, "the slow request must not have been executed"
     c.close()
+
+
+# ---------------------------------------------------------------------------
+# the state survives a restart; the CLI sees typed events
+
+
+def test_state_survives_a_restart_and_the_cli_reads_typed_events(start, tmp_path):
+    data = tmp_path / "kept"
+    s = start(data=data)
+    open_account(s, "a", tags={"k": 1})
+    open_account(s, "b", overdraft=20)
+    s.ok("Deposit", {"account": "a", "amount": 100})
+    s.ok("Deposit", {"account": "a", "amount": 250, "at": "2021-06-01T12:00:00Z"})
+    s.ok("Withdraw", {"account": "a", "amount": 50})
+    s.ok("SetRate", {"account": "a", "rate": 0.25})
+    s.ok("Note", {"topic": "T", "due": "2021-01-01"})
+    head = s.head()
+    assert s.stop() == 0, s.stderr()
+    assert "stopped" in s.stderr()
+
+    # payi read: every event, typed, with every field
+    r = run_payi(["read", "--data", data, "--all"])
+    assert r.rc == 0, r
+    evs = [json.loads(l) for l in r.out_lines]
+    assert len(evs) == head and [e["position"] for e in evs] == list(range(head))
+    user = [e for e in evs if not e["stream"].startswith("$")]
+    assert [e["type"] for e in user] == ["AccountOpened", "AccountOpened", "Deposited", "Deposited", "Withdrawn",
+                                         "RateSet", "Noted"]
+    assert user[0]["data"] == {"account": "a", "owner": "ANN", "opened_on": "2021-01-01", "overdraft": 0,
+                               "tags": {"k": 1}}
+    assert user[2]["data"] == {"account": "a", "amount": 100, "at": None, "note": "none"}
+    assert user[3]["data"]["at"] == "2021-06-01T12:00:00.000000Z"
+    assert user[5]["data"] == {"account": "a", "rate": 0.25, "vip": False}
+    assert user[6]["data"] == {"topic": "T", "body": "(empty)", "due": "2021-01-08"}
+    assert all(e["meta"].get("command") for e in user)
+    assert sum(e["stream"] == "$schemas" for e in evs) == 6
+
+    # the same spec again: nothing new registered, and decisions see the folded state
+    s = start(data=data)
+    assert s.head() == head
+    assert_error(*s.cmd("Withdraw", {"account": "a", "amount": 301}), 422, "rejected", message="insufficient funds")
+    j = s.ok("Withdraw", {"account": "a", "amount": 300})
+    assert j["position"] == head and j["version"] == 5
+    assert_error(*s.cmd("Withdraw", {"account": "a", "amount": 1}), 422, "rejected", message="insufficient funds")
+    assert_error(*s.cmd("OpenAccount", {"account": "a", "owner": "x", "opened_on": "2021-01-01"}), 422, "rejected",
+                 message="account already open")
+    s.ok("Withdraw", {"account": "b", "amount": 20})                   # the overdraft was kept
+    assert_error(*s.cmd("Withdraw", {"account": "b", "amount": 1}), 422, "rejected")
+    assert [e["type"] for e in s.ok("Deposit", {"account": "a", "amount": 10000})["events"]] == \
+        ["Deposited", "BigDeposit"]
+    assert_error(*s.cmd("SetRate", {"account": "a", "rate": 0.99}), 500, "handler_error", message="bank.payi:80:")
+    assert s.ok("Note", {"topic": "t"})["version"] == 1
+    head = s.head()
+    assert s.stop() == 0, s.stderr()
+
+    # payi append validates declared types now that the data directory has their schemas
+    r = run_payi(["append", "--data", data], input=[{"stream": "cli", "type": "Deposited",
+                                                     "data": {"account": "a", "amount": -1}}])
+    assert r.rc != 0 and "validation" in r.err and "amount" in r.err, r
+    r = run_payi(["append", "--data", data], input=[{"stream": "cli", "type": "Deposited",
+                                                     "data": {"account": "a", "amount": "5"}}])
+    assert r.rc != 0 and "validation" in r.err, r
+    r = run_payi(["append", "--data", data], input=[{"stream": "$schemas", "type": "T", "data": {}}])
+    assert r.rc != 0, r
+    r = run_payi(["append", "--data", data], input=[{"stream": "cli", "type": "Deposited",
+                                                     "data": {"account": "a", "amount": 5}}])
+    assert r.rc == 0, r
+    r = run_payi(["read", "--data", data, "--all"])
+    last = [json.loads(l) for l in r.out_lines]
+    assert len(last) == head + 1
+    assert last[-1]["data"] == {"account": "a", "amount": 5, "at": None, "note": "none"}
+
+
+def test_cli_append_without_schemas_takes_any_data(tmp_path):
+    data = tmp_path / "plain"
+    r = run_payi(["append", "--data", data], input=[{"stream": "cli", "type": "Deposited",
+                                                     "data": {"account": "a", "amount": -1}}])
+    assert r.rc == 0, r
+
+
+# ---------------------------------------------------------------------------
+# concurrency: decisions on hot streams are serialized
+
+
+def test_concurrent_commands_never_overdraw(start):
+    s = start()
+    naccounts, nthreads, per_thread = 4, 64, 40
+    for a in range(naccounts):
+        open_account(s, f"c{a}", overdraft=0)
+    lock = threading.Lock()
+    ok = {a: 0 for a in range(naccounts)}
+    acks = []            # (account, type, amount, id, version)
+    errors = []
+
+    def worker(t):
+        rnd = random.Random(1000 + t)
+        c = s.conn(timeout=60)
+        try:
+            for _ in range(per_thread):
+                a = rnd.randrange(naccounts)
+                kind = "Deposit" if rnd.random() < 0.5 else "Withdraw"
+                amount = rnd.randint(1, 100) if kind == "Deposit" else rnd.randint(1, 150)
+                status, j = s.cmd(kind, {"account": f"c{a}", "amount": amount}, conn=c)
+                if status == 201:
+                    (e,) = j["events"]
+                    with lock:
+                        ok[a] += 1
+                        acks.append((a, e["type"], e["data"]["amount"], e["id"], e["version"]))
+                elif not (status == 422 and kind == "Withdraw" and j["error"]["message"] == "insufficient funds"):
+                    errors.append((kind, a, amount, status, j))
+        except Exception as e:   # reported by the main thread
+            errors.append(repr(e))
+        finally:
+            c.close()
+
+    pool = [threading.Thread(target=worker, args=(t,)) for t in range(nthreads)]
+    for p in pool:
+        p.start()
+    for p in pool:
+        p.join(120)
+    assert not any(p.is_alive() for p in pool), "clients still running after 120 s"
+    assert not errors, errors[:5]
+    assert sum(ok.values()) == len(acks) and len(acks) > nthreads * per_thread // 2
+
+    for a in range(naccounts):
+        evs = s.stream(f"account-c{a}")
+        assert [e["version"] for e in evs] == list(range(len(evs))), f"account c{a}: versions have gaps"
+        assert evs[0]["type"] == "AccountOpened"
+        moves = [e for e in evs if e["type"] in ("Deposited", "Withdrawn")]
+        assert len(moves) == ok[a] == len(evs) - 1, (a, len(moves), ok[a])
+        by_id = {e["id"]: e for e in evs}
+        for (acc, typ, amount, eid, version) in acks:
+            if acc == a:
+                e = by_id[eid]
+                assert (e["type"], e["data"]["amount"], e["version"]) == (typ, amount, version)
+        balance = 0
+        for e in evs[1:]:
+            balance += e["data"]["amount"] if e["type"] == "Deposited" else -e["data"]["amount"]
+            assert balance >= 0, f"account c{a} overdrawn at version {e['version']}: {balance}"
+        # the server's state is the fold
+        assert_error(*s.cmd("Withdraw", {"account": f"c{a}", "amount": balance + 1}), 422, "rejected",
+                     message="insufficient funds")
+        if balance > 0:
+            s.ok("Withdraw", {"account": f"c{a}", "amount": balance})
+            assert_error(*s.cmd("Withdraw", {"account": f"c{a}", "amount": 1}), 422, "rejected")
+
+
+def test_concurrent_commands_and_raw_appends_on_the_same_streams(start):
+    """Raw appends move the streams under the command side: decisions still see every event."""
+    s = start()
+    naccounts = 2
+    for a in range(naccounts):
+        open_account(s, f"m{a}")
+    errors = []
+
+    def commands(t):
+        rnd = random.Random(2000 + t)
+        c = s.conn(timeout=60)
+        try:
+            for _ in range(30):
+                a = rnd.randrange(naccounts)
+                status, j = s.cmd("Withdraw", {"account": f"m{a}", "amount": rnd.randint(1, 60)}, conn=c)
+                if status != 201 and not (status == 422 and j["error"]["message"] == "insufficient funds"):
+                    errors.append((status, j))
+        except Exception as e:
+            errors.append(repr(e))
+        finally:
+            c.close()
+
+    def raw(t):
+        rnd = random.Random(3000 + t)
+        c = s.conn(timeout=60)
+        try:
+            for _ in range(30):
+                a = rnd.randrange(naccounts)
+                status, _, _, j = s.post(f"account-m{a}", {"type": "Deposited",
+                                                           "data": {"account": f"m{a}", "amount": rnd.randint(1, 50)}},
+                                         conn=c)
+                if status != 201:
+                    errors.append((status, j))
+        except Exception as e:
+            errors.append(repr(e))
+        finally:
+            c.close()
+
+    pool = [threading.Thread(target=commands, args=(t,)) for t in range(16)]
+    pool += [threading.Thread(target=raw, args=(t,)) for t in range(4)]
+    for p in pool:
+        p.start()
+    for p in pool:
+        p.join(120)
+    assert not errors, errors[:5]
+    for a in range(naccounts):
+        evs = s.stream(f"account-m{a}")
+        assert [e["version"] for e in evs] == list(range(len(evs)))
+        balance = 0
+        for e in evs[1:]:
+            balance += e["data"]["amount"] if e["type"] == "Deposited" else -e["data"]["amount"]
+            assert balance >= 0, f"account m{a} overdrawn at version {e['version']}: {balance}"
+        assert_error(*s.cmd("Withdraw", {"account": f"m{a}", "amount": balance + 1}), 422, "rejected",
+                     message="insufficient funds")
+        if balance > 0:
+            s.ok("Withdraw", {"account": f"m{a}", "amount": balance})
