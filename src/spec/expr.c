@@ -314,6 +314,8 @@ static bool parse_clock_tail(const char *s, size_t len, size_t *i, int64_t *mi, 
                 return false;
             for (size_t k = *i - st; k < 6; k++)
                 *frac *= 10;
+            if (*i < len && s[*i] >= '5' && s[*i] <= '9')
+                (*frac)++;   /* rounded to the microsecond, as PostgreSQL does (1000000 carries into the second) */
             while (*i < len && s[*i] >= '0' && s[*i] <= '9')
                 (*i)++;
         }
