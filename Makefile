@@ -8,12 +8,12 @@
 
 CC      ?= cc
 # Libraries found with pkg-config; scripts/deps.sh installs their -dev packages.
-PKGS    = libmicrohttpd luajit
+PKGS    = libmicrohttpd luajit sqlite3 libpq
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 ifeq ($(filter clean deps test demo bench fuzz,$(MAKECMDGOALS)),)
 ifneq ($(shell pkg-config --exists $(PKGS) && echo yes),yes)
-$(error missing libraries: $(PKGS); run scripts/deps.sh build (apt-get install libmicrohttpd-dev libluajit-5.1-dev))
+$(error missing libraries: $(PKGS); run scripts/deps.sh build (apt-get install libmicrohttpd-dev libluajit-5.1-dev libsqlite3-dev libpq-dev))
 endif
 ifeq ($(wildcard /usr/include/pg_query.h),)
 $(error missing libpg_query; run scripts/deps.sh build (apt-get install libpg-query-dev))

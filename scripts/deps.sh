@@ -4,8 +4,8 @@
 # Runs apt-get only when something is missing, so a prepared machine pays nothing.
 set -euo pipefail
 
-build_pkgs=(gcc make pkg-config libmicrohttpd-dev libpg-query-dev libluajit-5.1-dev)
-test_pkgs=(clang libclang-rt-14-dev python3-pytest)
+build_pkgs=(gcc make pkg-config libmicrohttpd-dev libpg-query-dev libluajit-5.1-dev libsqlite3-dev libpq-dev)
+test_pkgs=(clang libclang-rt-14-dev python3-pytest postgresql sqlite3)
 bench_pkgs=(postgresql redis-server linux-perf wrk)
 
 case "${1:-build}" in

@@ -12,7 +12,9 @@ static const char usage[] =
     "  append   append NDJSON events from standard input, one ack line per durable event\n"
     "  read     print events of a stream or of the whole log, optionally following live\n"
     "  check    verify every record of the log\n"
-    "  serve    serve the event store over HTTP (appends, reads, live events, health, metrics)\n"
+    "  serve    serve the event store over HTTP (commands, appends, reads, views, live events)\n"
+    "  sql      read-only SQL on the read store where the views land\n"
+    "  replay   rebuild views from the whole log, swapped in atomically\n"
     "  bench    built-in benchmarks: payi bench append\n"
     "\n"
     "payi is an event store and fast-data engine: the Payi architecture in one program.\n";
@@ -34,6 +36,10 @@ int main(int argc, char **argv)
         return cli_read(argc - 1, argv + 1);
     if (!strcmp(verb, "check"))
         return cli_check(argc - 1, argv + 1);
+    if (!strcmp(verb, "sql"))
+        return cli_sql(argc - 1, argv + 1);
+    if (!strcmp(verb, "replay"))
+        return cli_replay(argc - 1, argv + 1);
     if (!strcmp(verb, "serve"))
         return serve_main(argc - 1, argv + 1);
     if (!strcmp(verb, "bench"))

@@ -39,6 +39,21 @@ run_suite() {   # run_suite NAME COMMAND...
   tally "$name" "$log" "${PIPESTATUS[0]}"
 }
 
+# A throwaway PostgreSQL on loopback for the store tests (the views run on
+# it too): its own data directory, stopped on exit whatever happens.
+# shellcheck source=bench/lib/peers.sh
+source bench/lib/peers.sh
+PG_SCRATCH=$(mktemp -d "$TMPDIR/payi-test-pg.XXXXXX")
+chmod 711 "$PG_SCRATCH"
+trap 'pg_stop; rm -rf "$PG_SCRATCH"' EXIT
+if pg_start "$PG_SCRATCH/pg" "$(free_port)" 2>"$PG_SCRATCH/start.err"; then
+  export PAYI_TEST_PG_URL="postgresql://postgres@127.0.0.1:$PG_PORT/postgres"
+  echo "== PostgreSQL for the store tests: $PAYI_TEST_PG_URL"
+else
+  echo "== PostgreSQL did not start: $(tail -n 3 "$PG_SCRATCH/start.err")"
+  count postgresql 0 1
+fi
+
 if ! make -j2 all build/test_unit >"$TMPDIR/payi-build.log" 2>&1; then
   cat "$TMPDIR/payi-build.log"; echo "0 passed, 1 failed"; exit 1
 fi

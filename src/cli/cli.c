@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "base/buf.h"
@@ -13,6 +14,9 @@
 #include "base/mem.h"
 #include "event/evjson.h"
 #include "event/registry.h"
+#include "spec/spec.h"
+#include "store/store.h"
+#include "view/view.h"
 
 /* ---------------------------------------------------------------- shared */
 
@@ -524,4 +528,236 @@ int cli_check(int argc, char **argv)
                "truncated by the next writer\n",
                st.recovered_truncated_bytes);
     return 0;
+}
+
+/* ---------------------------------------------------------------- sql */
+
+static const char sql_help[] =
+    "usage: payi sql [--data DIR] [--store URL] [--json] [--max-rows N] \"SELECT ...\"\n"
+    "\n"
+    "Runs one read-only SQL statement on the read store where the views land and prints the\n"
+    "rows: a header line and tab-separated values (NULL as an empty field), or with --json the\n"
+    "answer of POST /sql.  Writes are refused (SQLite: query_only and an authorizer;\n"
+    "PostgreSQL: a READ ONLY transaction).  A statement running over 5 s is stopped.\n"
+    "\n"
+    "  --data DIR     data directory whose views.db is the default store (default ./payi-data)\n"
+    "  --store URL    sqlite:PATH or postgresql://... (default sqlite:DIR/views.db)\n"
+    "  --max-rows N   at most N rows (default 10000)\n";
+
+enum { OPT_STORE = 1100, OPT_JSON, OPT_MAX_ROWS, OPT_SPEC, OPT_VIEW };
+
+static void store_url_of(const char *dir, const char *url_arg, buf *url)
+{
+    if (url_arg)
+        buf_puts(url, url_arg);
+    else
+        buf_printf(url, "sqlite:%s/views.db", dir);
+}
+
+/* A JSON value of the answer as a TSV field. */
+static void put_tsv_value(const json_doc *d, uint32_t v, buf *out)
+{
+    const json_node *n = &d->nodes[v];
+    if (n->kind == JSON_NULL)
+        return;
+    if (n->kind == JSON_STRING) {
+        buf s = BUF_INIT;
+        json_get_string(d, v, &s);
+        for (size_t i = 0; i < s.len; i++)
+            buf_putc(out, s.data[i] == '\t' || s.data[i] == '\n' ? ' ' : s.data[i]);
+        buf_release(&s);
+        return;
+    }
+    json_write_compact(d, v, out);
+}
+
+static int print_tsv(const buf *answer)
+{
+    json_doc d = JSON_DOC_INIT;
+    if (!json_parse(&d, answer->data, answer->len, NULL, NULL))
+        return 1;
+    buf out = BUF_INIT;
+    uint32_t cols = json_object_get(&d, 0, "columns"), rows = json_object_get(&d, 0, "rows");
+    for (uint32_t i = 0, c = json_first_child(&d, cols); i < d.nodes[cols].count; i++, c = json_next_sibling(&d, c)) {
+        if (i)
+            buf_putc(&out, '\t');
+        put_tsv_value(&d, c, &out);
+    }
+    buf_putc(&out, '\n');
+    for (uint32_t i = 0, r = json_first_child(&d, rows); i < d.nodes[rows].count; i++, r = json_next_sibling(&d, r)) {
+        for (uint32_t k = 0, v = json_first_child(&d, r); k < d.nodes[r].count; k++, v = json_next_sibling(&d, v)) {
+            if (k)
+                buf_putc(&out, '\t');
+            put_tsv_value(&d, v, &out);
+        }
+        buf_putc(&out, '\n');
+    }
+    uint32_t tr = json_object_get(&d, 0, "truncated");
+    fwrite(out.data, 1, out.len, stdout);
+    if (tr != UINT32_MAX && d.nodes[tr].kind == JSON_TRUE)
+        fprintf(stderr, "payi sql: more rows than --max-rows; the rest are not shown\n");
+    buf_release(&out);
+    json_doc_release(&d);
+    return 0;
+}
+
+int cli_sql(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"data", required_argument, NULL, OPT_DATA},         {"store", required_argument, NULL, OPT_STORE},
+        {"json", no_argument, NULL, OPT_JSON},               {"max-rows", required_argument, NULL, OPT_MAX_ROWS},
+        {"help", no_argument, NULL, OPT_HELP},               {0, 0, 0, 0}};
+    const char *dir = CLI_DEFAULT_DATA, *store_arg = NULL;
+    bool json = false;
+    uint64_t max_rows = 10000;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case OPT_HELP: fputs(sql_help, stdout); return 0;
+        case OPT_DATA: dir = optarg; break;
+        case OPT_STORE: store_arg = optarg; break;
+        case OPT_JSON: json = true; break;
+        case OPT_MAX_ROWS:
+            if (!cli_parse_u64(optarg, &max_rows) || max_rows == 0 || max_rows > 10000000)
+                return usage_error("sql", "--max-rows must be 1..10000000");
+            break;
+        default: return usage_error("sql", "unknown option");
+        }
+    }
+    if (optind != argc - 1)
+        return usage_error("sql", "give exactly one SQL statement");
+    buf url = BUF_INIT, out = BUF_INIT;
+    store_url_of(dir, store_arg, &url);
+    store *st;
+    payi_err err;
+    int status = 1;
+    if (store_open(&st, url.data, STORE_RO, &err) == PAYI_OK) {
+        if (store_sql_json(st, argv[optind], (size_t)max_rows, 5000, &out, &err) == PAYI_OK) {
+            status = json ? (fwrite(out.data, 1, out.len, stdout), putchar('\n'), 0) : print_tsv(&out);
+        } else {
+            cli_report(&err, 0);
+        }
+        store_close(st);
+    } else {
+        cli_report(&err, 0);
+    }
+    if (fflush(stdout) != 0)
+        status = 1;
+    buf_release(&url);
+    buf_release(&out);
+    return status;
+}
+
+/* ---------------------------------------------------------------- replay */
+
+static const char replay_help[] =
+    "usage: payi replay --spec FILE [--view NAME] [--data DIR] [--store URL]\n"
+    "\n"
+    "Rebuilds the spec's views (or one) from position 0: into a new table, while the old one\n"
+    "keeps serving, then swapped in atomically with the view's checkpoint.  Works beside a\n"
+    "running payi serve (the log is opened read-only; the server's view goes on from the\n"
+    "swapped-in table).  Progress on stderr.\n"
+    "\n"
+    "  --spec FILE    the spec whose views to rebuild\n"
+    "  --view NAME    only this view\n"
+    "  --data DIR     data directory (default ./payi-data)\n"
+    "  --store URL    sqlite:PATH or postgresql://... (default sqlite:DIR/views.db)\n";
+
+typedef struct progress_out {
+    bool tty;
+    double last;
+    double start;
+} progress_out;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void show_progress(void *ctx, const char *view, uint64_t done, uint64_t total)
+{
+    progress_out *p = ctx;
+    double t = now_s();
+    bool end = done >= total;
+    if (!end && t - p->last < (p->tty ? 0.2 : 5.0))
+        return;
+    p->last = t;
+    double secs = t - p->start, rate = secs > 0 ? (double)done / secs : 0;
+    fprintf(stderr, "%spayi replay: %s: %" PRIu64 " / %" PRIu64 " events (%.0f%%, %.0f events/s)%s",
+            p->tty ? "\r" : "", view, done, total, total ? 100.0 * (double)done / (double)total : 100.0, rate,
+            p->tty && !end ? "\033[K" : "\n");
+}
+
+int cli_replay(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"spec", required_argument, NULL, OPT_SPEC},   {"view", required_argument, NULL, OPT_VIEW},
+        {"data", required_argument, NULL, OPT_DATA},   {"store", required_argument, NULL, OPT_STORE},
+        {"help", no_argument, NULL, OPT_HELP},         {0, 0, 0, 0}};
+    const char *dir = CLI_DEFAULT_DATA, *store_arg = NULL, *spec_path = NULL, *view_name = NULL;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case OPT_HELP: fputs(replay_help, stdout); return 0;
+        case OPT_DATA: dir = optarg; break;
+        case OPT_STORE: store_arg = optarg; break;
+        case OPT_SPEC: spec_path = optarg; break;
+        case OPT_VIEW: view_name = optarg; break;
+        default: return usage_error("replay", "unknown option");
+        }
+    }
+    if (optind < argc)
+        return usage_error("replay", "unexpected argument");
+    if (!spec_path)
+        return usage_error("replay", "--spec FILE is required");
+    payi_err err;
+    payi_spec *spec = NULL;
+    if (spec_load(spec_path, &spec, &err) != PAYI_OK || view_engine_check(spec, &err) != PAYI_OK) {
+        fprintf(stderr, "%s\n", err.msg);
+        spec_free(spec);
+        return 1;
+    }
+    bool found = !view_name;
+    for (uint32_t i = 0; view_name && i < spec->nviews; i++)
+        found |= strcmp(spec->views[i].name, view_name) == 0;
+    if (!spec->nviews || !found) {
+        fprintf(stderr, view_name ? "payi replay: the spec has no view named \"%s\"\n" : "payi replay: the spec declares no view\n",
+                view_name);
+        spec_free(spec);
+        return 1;
+    }
+    log_options lo;
+    log_options_default(&lo);
+    lo.read_only = true;
+    lo.max_event_size = UINT32_MAX - 1024;
+    payi_log *log = NULL;
+    registry *reg = registry_new();
+    view_engine *ve = NULL;
+    buf url = BUF_INIT;
+    store_url_of(dir, store_arg, &url);
+    view_options vo;
+    view_options_default(&vo);
+    vo.store_url = url.data;
+    vo.live = false;
+    progress_out p = {.tty = isatty(2), .start = now_s()};
+    payi_code rc = log_open(&log, dir, &lo, &err);
+    if (rc == PAYI_OK)
+        rc = registry_refresh(reg, log, &err);
+    if (rc == PAYI_OK)
+        rc = view_engine_open(&ve, log, reg, spec, &vo, &err);
+    if (rc == PAYI_OK)
+        rc = view_engine_replay(ve, view_name, show_progress, &p, &err);
+    if (rc != PAYI_OK)
+        cli_report(&err, 0);
+    view_engine_close(ve);
+    registry_free(reg);
+    if (log)
+        log_close(log);
+    spec_free(spec);
+    buf_release(&url);
+    return rc == PAYI_OK ? 0 : 1;
 }

@@ -12,6 +12,8 @@
 int cli_append(int argc, char **argv);
 int cli_read(int argc, char **argv);
 int cli_check(int argc, char **argv);
+int cli_sql(int argc, char **argv);
+int cli_replay(int argc, char **argv);
 
 /* Shared option parsing: sizes with an optional k/M/G suffix. */
 bool cli_parse_size(const char *s, uint64_t *out);

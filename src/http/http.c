@@ -66,6 +66,7 @@
 #include "base/mem.h"
 #include "base/timefmt.h"
 #include "event/evjson.h"
+#include "view/view.h"
 
 #define SSE_SLICE_MS 250          /* how often an idle event stream looks at its client and at shutdown */
 #define SSE_BLOCK (64u << 10)     /* most bytes handed to MHD per content-reader call */
@@ -83,13 +84,16 @@ typedef enum {
     R_EVENTS,      /* GET /events */
     R_HEALTH,      /* GET /health */
     R_METRICS,     /* GET /metrics */
+    R_VIEW,        /* GET /views/{name} */
+    R_VIEW_CHANGES,/* GET /views/{name}/changes */
+    R_SQL,         /* POST /sql */
     R_OTHER,       /* 404 and 405 */
     R__N
 } route;
 
 static const char *const route_label[R__N] = {
     "POST /commands/{name}", "POST /streams/{stream}", "GET /streams/{stream}", "GET /all", "GET /events", "GET /health", "GET /metrics",
-    "other"};
+    "GET /views/{name}", "GET /views/{name}/changes", "POST /sql", "other"};
 
 #define HIST_N 14
 static const double hist_le[HIST_N] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
@@ -108,6 +112,7 @@ struct http_server {
     payi_log *log;
     const registry *reg;
     cmd_engine *cmd;
+    view_engine *views;         /* NULL without views: /views answers 404 */
     pthread_mutex_t park_mu;    /* event streams waiting for events */
     sse *parked;
     pthread_t waker;            /* resumes them when the head moves, and every SSE_SLICE_MS */
@@ -147,6 +152,9 @@ typedef struct http_req {
     int early_status;           /* an error found with the headers, answered after the body */
     buf early;
     buf body;
+    view_param *qp;             /* GET /views: the decoded query parameters */
+    size_t nqp;
+    int view;
 } http_req;
 
 static void count_request(http_server *s, const http_req *r)
@@ -212,7 +220,7 @@ static enum MHD_Result send_body(http_req *r, struct MHD_Connection *c, int stat
         return MHD_NO;
     enum MHD_Result rc = MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
     if (rc == MHD_YES && status == MHD_HTTP_METHOD_NOT_ALLOWED)
-        rc = MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->route == R_APPEND ? "GET, POST" : r->route == R_COMMAND ? "POST" : "GET");
+        rc = MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->route == R_APPEND ? "GET, POST" : r->route == R_COMMAND || r->route == R_SQL ? "POST" : "GET");
     if (rc == MHD_YES)
         rc = MHD_queue_response(c, (unsigned)status, resp);
     MHD_destroy_response(resp);
@@ -731,7 +739,9 @@ struct sse {
     http_server *srv;
     struct MHD_Connection *conn;
     int fd;                     /* the client's socket: looked at for hang-up while idle */
-    log_sub *sub;
+    log_sub *sub;               /* GET /events */
+    int view;                   /* GET /views/{name}/changes: the view; -1 for /events */
+    uint64_t seq;               /* the last change sent */
     buf out;                    /* text not yet handed to MHD, from off */
     size_t off;
     int64_t keepalive_at;       /* monotonic ns */
@@ -743,7 +753,8 @@ struct sse {
 static void sse_free(void *cls)
 {
     sse *s = cls;
-    log_sub_close(s->sub);
+    if (s->sub)
+        log_sub_close(s->sub);
     buf_release(&s->out);
     atomic_fetch_sub_explicit(&s->srv->sse_clients, 1, memory_order_relaxed);
     free(s);
@@ -783,7 +794,9 @@ static ssize_t sse_fill(sse *s, size_t max)
 {
     if (s->done || atomic_load(&s->srv->stopping))
         return MHD_CONTENT_READER_END_OF_STREAM;
-    while (s->out.len < max) {
+    if (s->view >= 0)
+        view_engine_changes(s->srv->views, (uint32_t)s->view, &s->seq, max, &s->out);
+    while (s->view < 0 && s->out.len < max) {
         log_event ev;
         payi_err err;
         payi_code rc = log_sub_next(s->sub, &ev, 0, &err);
@@ -812,9 +825,15 @@ static void sse_park(sse *s)
 {
     http_server *srv = s->srv;
     pthread_mutex_lock(&srv->park_mu);
-    log_cursor cur;
-    log_sub_cursor(s->sub, &cur);
-    if (log_head(srv->log) <= cur.next[0] && !atomic_load(&srv->stopping)) {
+    bool idle;
+    if (s->view >= 0) {
+        idle = view_engine_change_head(srv->views, (uint32_t)s->view) <= s->seq;
+    } else {
+        log_cursor cur;
+        log_sub_cursor(s->sub, &cur);
+        idle = log_head(srv->log) <= cur.next[0];
+    }
+    if (idle && !atomic_load(&srv->stopping)) {
         s->parked = true;
         s->next = srv->parked;
         srv->parked = s;
@@ -907,6 +926,7 @@ static enum MHD_Result handle_events(http_req *r, struct MHD_Connection *c)
     s->srv = r->srv;
     s->conn = c;
     s->fd = ci->connect_fd;
+    s->view = -1;
     log_cursor cur;
     log_cursor_at(&cur, from);
     s->sub = log_sub_open(r->srv->log, &cur);
@@ -1006,6 +1026,8 @@ static void metrics_durations(buf *out, http_server *s)
     }
 }
 
+static void metrics_views(buf *out, view_engine *ve);   /* with the view routes, below */
+
 static enum MHD_Result handle_metrics(http_req *r, struct MHD_Connection *c)
 {
     buf out = BUF_INIT;
@@ -1030,18 +1052,235 @@ static enum MHD_Result handle_metrics(http_req *r, struct MHD_Connection *c)
                cs.cache_misses);
         metric(&out, "payi_state_cache_entries", "gauge", "Stream states in the cache.", cs.cache_entries);
     }
+    if (r->srv->views)
+        metrics_views(&out, r->srv->views);
     enum MHD_Result rc = send_body(r, c, 200, "text/plain; version=0.0.4; charset=utf-8", &out);
     buf_release(&out);
     return rc;
 }
 
+/* ---------------------------------------------------------------- views */
+
+static void views_changed(void *ctx) { resume_parked(ctx); }
+
+static enum MHD_Result take_param(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    http_req *r = cls;
+    (void)kind;
+    buf k = BUF_INIT, v = BUF_INIT;
+    if (!pct_decode(key, strlen(key), &k) || !pct_decode(value ? value : "", value ? strlen(value) : 0, &v) ||
+        memchr(k.data ? k.data : "", 0, k.len) || memchr(v.data ? v.data : "", 0, v.len) || r->nqp == 64) {
+        buf_release(&k);
+        buf_release(&v);
+        r->nqp = SIZE_MAX;   /* malformed: reported by the caller */
+        return MHD_NO;
+    }
+    r->qp = xrealloc(r->qp, (r->nqp + 1) * sizeof *r->qp);
+    r->qp[r->nqp].key = k.data ? k.data : xstrdup("");
+    r->qp[r->nqp].value = v.data ? v.data : xstrdup("");
+    r->nqp++;
+    return MHD_YES;
+}
+
+/* The view named in the path, or an error answer. */
+static bool find_view(http_req *r, payi_err *err)
+{
+    r->view = view_engine_find(r->srv->views, r->stream.data ? r->stream.data : "", r->stream.len);
+    if (r->view >= 0)
+        return true;
+    payi_err_set(err, PAYI_NOT_FOUND, "view", "no view named \"%.100s\"", r->stream.data ? r->stream.data : "");
+    return false;
+}
+
+static void view_query(http_req *r, int *status, buf *out)
+{
+    payi_err err;
+    if (view_engine_query(r->srv->views, (uint32_t)r->view, r->qp, r->nqp, out, &err) == PAYI_OK) {
+        *status = 200;
+        return;
+    }
+    buf_reset(out);
+    write_error(out, &err, NULL);
+    *status = payi_code_http(err.code);
+}
+
+static void *view_query_main(void *arg)
+{
+    http_req *r = arg;
+    buf out = BUF_INIT;
+    int status;
+    view_query(r, &status, &out);
+    ready_answer(r, status, "application/json", &out);
+    buf_release(&out);
+    MHD_resume_connection(r->conn);
+    return NULL;
+}
+
+/* min_position above what the view has applied: the read waits, on a
+ * thread of its own so that the connection threads keep serving. */
+static bool must_wait(http_req *r)
+{
+    for (size_t i = 0; i < r->nqp; i++)
+        if (!strcmp(r->qp[i].key, "min_position")) {
+            uint64_t want;
+            view_status st;
+            if (!parse_u64(r->qp[i].value, &want))
+                return false;   /* the query reports it */
+            view_engine_status(r->srv->views, (uint32_t)r->view, &st);
+            return st.position < want;
+        }
+    return false;
+}
+
+static enum MHD_Result handle_view(http_req *r, struct MHD_Connection *c)
+{
+    payi_err err;
+    if (!find_view(r, &err))
+        return send_error(r, c, &err);
+    MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, take_param, r);
+    if (r->nqp == SIZE_MAX) {
+        r->nqp = 0;
+        payi_err_set(&err, PAYI_VALIDATION, NULL, "malformed query string (a bad %%-escape, a NUL, or over 64 parameters)");
+        return send_error(r, c, &err);
+    }
+    if (must_wait(r)) {
+        park(r);
+        if (pthread_create(&r->worker, NULL, view_query_main, r) != 0) {
+            payi_err_set(&err, PAYI_UNAVAILABLE, NULL, "cannot start a thread for the read");
+            ready_error(r, &err);
+            MHD_resume_connection(c);
+            return MHD_YES;
+        }
+        r->has_worker = true;
+        return MHD_YES;
+    }
+    buf out = BUF_INIT;
+    int status;
+    view_query(r, &status, &out);
+    enum MHD_Result rc = send_body(r, c, status, "application/json", &out);
+    buf_release(&out);
+    return rc;
+}
+
+static enum MHD_Result handle_view_changes(http_req *r, struct MHD_Connection *c)
+{
+    payi_err err;
+    if (!find_view(r, &err))
+        return send_error(r, c, &err);
+    const char *last = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Last-Event-ID");
+    uint64_t seq = 0;
+    if (last && !parse_u64(last, &seq)) {
+        payi_err_set(&err, PAYI_VALIDATION, "Last-Event-ID", "Last-Event-ID must be a change number");
+        return send_error(r, c, &err);
+    }
+    if (!last)
+        seq = view_engine_change_head(r->srv->views, (uint32_t)r->view);   /* from now on */
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!ci)
+        return MHD_NO;
+    sse *s = xcalloc(1, sizeof *s);
+    s->srv = r->srv;
+    s->conn = c;
+    s->fd = ci->connect_fd;
+    s->view = r->view;
+    s->seq = seq;
+    s->keepalive_at = time_mono_ns() + keepalive_ns(s);
+    buf_puts(&s->out, ": payi view changes\n\n");
+    atomic_fetch_add_explicit(&r->srv->sse_clients, 1, memory_order_relaxed);
+    struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, SSE_BLOCK, sse_read, s, sse_free);
+    if (!resp) {
+        sse_free(s);
+        return MHD_NO;
+    }
+    enum MHD_Result rc = MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
+    if (rc == MHD_YES)
+        rc = MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+    if (rc == MHD_YES)
+        rc = MHD_queue_response(c, MHD_HTTP_OK, resp);
+    MHD_destroy_response(resp);
+    if (rc == MHD_YES)
+        r->status = MHD_HTTP_OK;
+    return rc;
+}
+
+/* POST /sql: the statement as the body (text), or {"sql":"..."} as JSON. */
+static enum MHD_Result handle_sql(http_req *r, struct MHD_Connection *c)
+{
+    payi_err err;
+    if (r->too_big) {
+        payi_err_set(&err, PAYI_TOO_LARGE, "body", "the SQL is over the body limit of %" PRIu64 " bytes",
+                     r->srv->opt.max_body);
+        return send_error(r, c, &err);
+    }
+    const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+    buf sql = BUF_INIT;
+    const char *body = r->body.data ? r->body.data : "";
+    if (ct && !strncasecmp(ct, "application/json", 16)) {
+        json_doc d = JSON_DOC_INIT;
+        json_error je;
+        uint32_t v = UINT32_MAX;
+        if (!json_parse(&d, body, r->body.len, NULL, &je)) {
+            json_doc_release(&d);
+            payi_err_set(&err, PAYI_BAD_JSON, "body", "line %u, column %u: %s", je.line, je.col, je.msg);
+            return send_error(r, c, &err);
+        }
+        if (d.nodes[0].kind == JSON_OBJECT)
+            v = json_object_get(&d, 0, "sql");
+        bool ok = v != UINT32_MAX && d.nodes[v].kind == JSON_STRING && json_get_string(&d, v, &sql);
+        json_doc_release(&d);
+        if (!ok) {
+            buf_release(&sql);
+            payi_err_set(&err, PAYI_VALIDATION, "sql", "expected {\"sql\": \"SELECT ...\"}");
+            return send_error(r, c, &err);
+        }
+    } else {
+        size_t bad;
+        if (!json_utf8_valid(body, r->body.len, &bad) || memchr(body, 0, r->body.len)) {
+            payi_err_set(&err, PAYI_VALIDATION, "sql", "the SQL is not valid UTF-8 text");
+            return send_error(r, c, &err);
+        }
+        buf_put(&sql, body, r->body.len);
+    }
+    buf out = BUF_INIT;
+    enum MHD_Result rc;
+    if (view_engine_sql(r->srv->views, sql.data ? sql.data : "", 0, &out, &err) == PAYI_OK)
+        rc = send_json(r, c, 200, &out);
+    else
+        rc = send_error(r, c, &err);
+    buf_release(&out);
+    buf_release(&sql);
+    return rc;
+}
+
+static void metrics_views(buf *out, view_engine *ve)
+{
+    static const struct {
+        const char *name, *type, *help;
+    } m[] = {{"payi_view_position", "gauge", "Every event below this position is applied to the view."},
+             {"payi_view_events_folded_total", "counter", "Events folded into the view since start."},
+             {"payi_view_events_skipped_total", "counter", "Events the view could not evaluate (skipped)."},
+             {"payi_view_rows_written_total", "counter", "Rows merged into or deleted from the view's table."},
+             {"payi_view_batches_total", "counter", "Store transactions of the view."},
+             {"payi_view_failed", "gauge", "1 while the view is stopped on a store error."}};
+    uint32_t n = view_engine_count(ve);
+    for (size_t k = 0; k < sizeof m / sizeof *m; k++) {
+        buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", m[k].name, m[k].help, m[k].name, m[k].type);
+        for (uint32_t i = 0; i < n; i++) {
+            view_status st;
+            view_engine_status(ve, i, &st);
+            uint64_t v[] = {st.position, st.events_folded, st.events_skipped, st.rows_written, st.batches, st.failed};
+            buf_printf(out, "%s{view=\"%s\"} %" PRIu64 "\n", m[k].name, view_engine_def(ve, i)->name, v[k]);
+        }
+    }
+}
+
 /* ---------------------------------------------------------------- routing */
 
-typedef enum { P_NONE, P_STREAMS, P_ALL, P_EVENTS, P_HEALTH, P_METRICS, P_COMMANDS } path_kind;
+typedef enum { P_NONE, P_STREAMS, P_ALL, P_EVENTS, P_HEALTH, P_METRICS, P_COMMANDS, P_VIEWS, P_VIEW_CHANGES, P_SQL } path_kind;
 
 static path_kind match_path(const char *url, const char **stream, size_t *stream_len)
 {
-    static const char prefix[] = "/streams/", cprefix[] = "/commands/";
+    static const char prefix[] = "/streams/", cprefix[] = "/commands/", vprefix[] = "/views/", changes[] = "/changes";
     if (!strncmp(url, prefix, sizeof prefix - 1)) {
         *stream = url + sizeof prefix - 1;
         *stream_len = strlen(*stream);
@@ -1052,7 +1291,19 @@ static path_kind match_path(const char *url, const char **stream, size_t *stream
         *stream_len = strlen(*stream);
         return memchr(*stream, '/', *stream_len) || *stream_len == 0 ? P_NONE : P_COMMANDS;
     }
+    if (!strncmp(url, vprefix, sizeof vprefix - 1)) {
+        *stream = url + sizeof vprefix - 1;
+        *stream_len = strlen(*stream);
+        path_kind k = P_VIEWS;
+        size_t cl = sizeof changes - 1;
+        if (*stream_len > cl && !strcmp(*stream + *stream_len - cl, changes)) {
+            *stream_len -= cl;
+            k = P_VIEW_CHANGES;
+        }
+        return memchr(*stream, '/', *stream_len) || *stream_len == 0 ? P_NONE : k;
+    }
     return !strcmp(url, "/all")       ? P_ALL
+           : !strcmp(url, "/sql")     ? P_SQL
            : !strcmp(url, "/events")  ? P_EVENTS
            : !strcmp(url, "/health")  ? P_HEALTH
            : !strcmp(url, "/metrics") ? P_METRICS
@@ -1064,7 +1315,8 @@ static route pick_route(path_kind p, const char *method, int *status)
 {
     bool get = !strcmp(method, MHD_HTTP_METHOD_GET), post = !strcmp(method, MHD_HTTP_METHOD_POST);
     static const route get_route[] = {[P_ALL] = R_ALL, [P_EVENTS] = R_EVENTS, [P_HEALTH] = R_HEALTH,
-                                      [P_METRICS] = R_METRICS, [P_STREAMS] = R_STREAM};
+                                      [P_METRICS] = R_METRICS, [P_STREAMS] = R_STREAM, [P_VIEWS] = R_VIEW,
+                                      [P_VIEW_CHANGES] = R_VIEW_CHANGES};
     *status = 0;
     if (p == P_NONE) {
         *status = MHD_HTTP_NOT_FOUND;
@@ -1072,11 +1324,10 @@ static route pick_route(path_kind p, const char *method, int *status)
     }
     if (p == P_STREAMS && post)
         return R_APPEND;
-    if (p == P_COMMANDS) {
-        if (post)
-            return R_COMMAND;
-        *status = MHD_HTTP_METHOD_NOT_ALLOWED;
-        return R_COMMAND;
+    if (p == P_COMMANDS || p == P_SQL) {
+        if (!post)
+            *status = MHD_HTTP_METHOD_NOT_ALLOWED;
+        return p == P_SQL ? R_SQL : R_COMMAND;
     }
     if (get)
         return get_route[p];
@@ -1119,9 +1370,10 @@ static enum MHD_Result begin(http_req *r, struct MHD_Connection *c, const char *
         route_error(r, status, url, method);
         return MHD_YES;
     }
-    if ((p == P_STREAMS || p == P_COMMANDS) && !pct_decode(stream, stream_len, &r->stream)) {
+    if ((p == P_STREAMS || p == P_COMMANDS || p == P_VIEWS || p == P_VIEW_CHANGES) &&
+        !pct_decode(stream, stream_len, &r->stream)) {
         payi_err e;
-        payi_err_set(&e, PAYI_VALIDATION, p == P_STREAMS ? "stream" : "command",
+        payi_err_set(&e, PAYI_VALIDATION, p == P_STREAMS ? "stream" : p == P_COMMANDS ? "command" : "view",
                      "the name in the path has a malformed %%-escape");
         early_error(r, payi_code_http(e.code), payi_code_word(e.code), &e);
         return MHD_YES;
@@ -1133,7 +1385,14 @@ static enum MHD_Result begin(http_req *r, struct MHD_Connection *c, const char *
         early_error(r, payi_code_http(e.code), payi_code_word(e.code), &e);
         return MHD_YES;
     }
-    return r->route == R_APPEND || r->route == R_COMMAND ? append_begin(r, c) : MHD_YES;
+    if ((r->route == R_VIEW || r->route == R_VIEW_CHANGES || r->route == R_SQL) && !r->srv->views) {
+        payi_err e;
+        payi_err_set(&e, PAYI_NOT_FOUND, NULL,
+                     "no views: the server runs without a spec that declares views (payi serve --spec FILE)");
+        early_error(r, payi_code_http(e.code), payi_code_word(e.code), &e);
+        return MHD_YES;
+    }
+    return r->route == R_APPEND || r->route == R_COMMAND || r->route == R_SQL ? append_begin(r, c) : MHD_YES;
 }
 
 /* Last call of a request: the whole body is in. */
@@ -1153,6 +1412,9 @@ static enum MHD_Result answer(http_req *r, struct MHD_Connection *c)
     case R_EVENTS: return handle_events(r, c);
     case R_HEALTH: return handle_health(r, c);
     case R_METRICS: return handle_metrics(r, c);
+    case R_VIEW: return handle_view(r, c);
+    case R_VIEW_CHANGES: return handle_view_changes(r, c);
+    case R_SQL: return handle_sql(r, c);
     case R_OTHER:
     case R__N: break;
     }
@@ -1188,7 +1450,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (r->parked)
         return resumed(r, c);
     if (*upload_size) {   /* kept for appends; read and dropped for the rest */
-        if ((r->route == R_APPEND || r->route == R_COMMAND) && !r->early_status && !r->status)
+        if ((r->route == R_APPEND || r->route == R_COMMAND || r->route == R_SQL) && !r->early_status && !r->status)
             append_take(r, upload, *upload_size);
         *upload_size = 0;
         return MHD_YES;
@@ -1218,6 +1480,11 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
         free(r->batch);
     }
     free(r->lines);
+    for (size_t i = 0; i < r->nqp; i++) {
+        free((char *)r->qp[i].key);
+        free((char *)r->qp[i].value);
+    }
+    free(r->qp);
     buf_release(&r->ready);
     buf_release(&r->body);
     buf_release(&r->stream);
@@ -1316,6 +1583,7 @@ payi_code http_start(http_server **out, const http_backend *be, const http_optio
     s->log = be->log;
     s->reg = be->reg;
     s->cmd = be->cmd;
+    s->views = be->views;
     s->opt = *o;
     payi_code rc = bind_listen(o->listen, &s->fd, err);
     if (rc == PAYI_OK && (rc = name_listen(s, err)) != PAYI_OK)
@@ -1343,6 +1611,8 @@ payi_code http_start(http_server **out, const http_backend *be, const http_optio
         return payi_err_set(err, PAYI_INTERNAL, NULL, "cannot start the event-stream thread");
     }
     s->waker_started = true;
+    if (s->views)
+        view_engine_set_notify(s->views, views_changed, s);
     *out = s;
     return PAYI_OK;
 }
@@ -1353,6 +1623,8 @@ void http_stop(http_server *s)
 {
     if (!s)
         return;
+    if (s->views)
+        view_engine_set_notify(s->views, NULL, NULL);
     atomic_store(&s->stopping, true);   /* event streams end at their next resumption */
     MHD_socket fd = MHD_quiesce_daemon(s->mhd);   /* stop accepting; the socket stays ours */
     if (s->waker_started)

@@ -11,6 +11,9 @@
  *   GET  /events?from=       Server-Sent Events: history, then live (Last-Event-ID resumes)
  *   GET  /health             {"status":"ok","head":H}, 503 when the log is read-only
  *   GET  /metrics            Prometheus text
+ *   GET  /views/{name}?col=value&order=&limit=&min_position=   {"view","position","rows":[...]}
+ *   GET  /views/{name}/changes   Server-Sent Events: the view's rows as each commit changes them
+ *   POST /sql                read-only SQL on the read store (the body, or {"sql":...})
  *
  * Ownership: the server borrows the log, the registry and the command
  * engine; the caller closes them after http_stop.  http_stop returns once every connection thread has ended.
@@ -24,6 +27,7 @@
 #include "command/command.h"
 #include "event/registry.h"
 #include "log/log.h"
+#include "view/view.h"
 
 typedef struct http_server http_server;
 
@@ -52,6 +56,7 @@ typedef struct http_backend {
     payi_log *log;
     const registry *reg;
     cmd_engine *cmd;
+    view_engine *views;   /* NULL without views: /views and /sql answer 404 */
 } http_backend;
 
 payi_code http_start(http_server **out, const http_backend *b, const http_options *o, payi_err *err);

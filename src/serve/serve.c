@@ -22,9 +22,11 @@
 #include "http/http.h"
 #include "log/log.h"
 #include "spec/spec.h"
+#include "view/view.h"
 
 static const char serve_help[] =
-    "usage: payi serve [--data DIR] [--spec FILE] [--listen HOST:PORT] [--durability fsync|interval|none]\n"
+    "usage: payi serve [--data DIR] [--spec FILE] [--store URL] [--listen HOST:PORT]\n"
+    "                  [--durability fsync|interval|none]\n"
     "                  [--interval-ms N] [--segment-size SIZE] [--max-event-size SIZE]\n"
     "                  [--max-body SIZE] [--max-connections N] [--idle-timeout SECONDS]\n"
     "                  [--sse-keepalive SECONDS]\n"
@@ -45,9 +47,16 @@ static const char serve_help[] =
     "  GET  /events?from=       Server-Sent Events: history, then live (Last-Event-ID resumes)\n"
     "  GET  /health             200 {\"status\":\"ok\",\"head\":H}; 503 when the log is read-only\n"
     "  GET  /metrics            Prometheus text\n"
+    "  GET  /views/{name}?col=value&order=col[.desc]&limit=N&min_position=P\n"
+    "                           rows of a view and the position it reflects; min_position waits\n"
+    "                           (at most 10 s) until the view has applied that event (read your writes)\n"
+    "  GET  /views/{name}/changes  Server-Sent Events: each row as a commit changes it\n"
+    "  POST /sql                read-only SQL on the read store: the body (text) or {\"sql\":...}\n"
     "\n"
     "  --data DIR             data directory (default ./payi-data; created if missing)\n"
     "  --spec FILE            the application spec: events, aggregates, commands, views\n"
+    "  --store URL            where views land: sqlite:PATH (default sqlite:DIR/views.db) or\n"
+    "                         postgresql://USER@HOST:PORT/DB (a libpq URI)\n"
     "  --listen HOST:PORT     address to listen on (default 127.0.0.1:8080; port 0: any free port)\n"
     "  --durability MODE      fsync (default), interval or none: as for 'payi append'\n"
     "  --interval-ms N        interval mode: the loss window (default 100)\n"
@@ -59,12 +68,13 @@ static const char serve_help[] =
     "  --idle-timeout SECONDS close a connection silent this long (default 30)\n"
     "  --sse-keepalive SECONDS  ': keepalive' on an idle event stream this often (default 15)\n";
 
-enum { OPT_DATA = 1000, OPT_SPEC, OPT_LISTEN, OPT_DURABILITY, OPT_INTERVAL, OPT_SEGMENT_SIZE, OPT_MAX_EVENT, OPT_MAX_BODY,
+enum { OPT_DATA = 1000, OPT_SPEC, OPT_STORE, OPT_LISTEN, OPT_DURABILITY, OPT_INTERVAL, OPT_SEGMENT_SIZE, OPT_MAX_EVENT, OPT_MAX_BODY,
        OPT_MAX_CONN, OPT_THREADS, OPT_IDLE, OPT_KEEPALIVE, OPT_HELP };
 
 typedef struct serve_config {
     const char *dir;
     const char *spec;
+    const char *store;
     log_options log;
     http_options http;
 } serve_config;
@@ -88,6 +98,11 @@ static int apply_option(int opt, const char *arg, serve_config *c)
     switch (opt) {
     case OPT_DATA: c->dir = arg; return 0;
     case OPT_SPEC: c->spec = arg; return 0;
+    case OPT_STORE:
+        if (strncmp(arg, "sqlite:", 7) && strncmp(arg, "postgresql://", 13) && strncmp(arg, "postgres://", 11))
+            return usage_error("--store must be sqlite:PATH or postgresql://...");
+        c->store = arg;
+        return 0;
     case OPT_LISTEN: {
         payi_err err;
         if (http_check_listen(arg, &err) != PAYI_OK)
@@ -147,6 +162,7 @@ static int parse_args(int argc, char **argv, serve_config *c)
     static const struct option opts[] = {
         {"data", required_argument, NULL, OPT_DATA},
         {"spec", required_argument, NULL, OPT_SPEC},
+        {"store", required_argument, NULL, OPT_STORE},
         {"listen", required_argument, NULL, OPT_LISTEN},
         {"durability", required_argument, NULL, OPT_DURABILITY},
         {"interval-ms", required_argument, NULL, OPT_INTERVAL},
@@ -190,15 +206,32 @@ typedef struct backend {
     payi_log *log;
     registry *reg;
     cmd_engine *cmd;
+    view_engine *views;
 } backend;
 
 static void backend_close(backend *b)
 {
+    view_engine_close(b->views);
     cmd_close(b->cmd);
     registry_free(b->reg);
     if (b->log)
         log_close(b->log);
     spec_free(b->spec);
+}
+
+static payi_code open_views(const serve_config *c, backend *b, payi_err *err)
+{
+    buf url = BUF_INIT;
+    if (c->store)
+        buf_puts(&url, c->store);
+    else
+        buf_printf(&url, "sqlite:%s/views.db", c->dir);
+    view_options o;
+    view_options_default(&o);
+    o.store_url = url.data;
+    payi_code rc = view_engine_open(&b->views, b->log, b->reg, b->spec, &o, err);
+    buf_release(&url);
+    return rc;
 }
 
 /* The spec is read and compiled before the log opens, so that a mistake in
@@ -208,7 +241,8 @@ static int backend_open(serve_config *c, backend *b)
     payi_err err;
     luafn_limits lim;
     luafn_limits_default(&lim);
-    if (c->spec && (spec_load(c->spec, &b->spec, &err) != PAYI_OK || cmd_check_lua(b->spec, &lim, &err) != PAYI_OK)) {
+    if (c->spec && (spec_load(c->spec, &b->spec, &err) != PAYI_OK || cmd_check_lua(b->spec, &lim, &err) != PAYI_OK ||
+                    view_engine_check(b->spec, &err) != PAYI_OK)) {
         fprintf(stderr, "%s\n", err.msg);
         fprintf(stderr, "payi serve: the spec has a mistake; not starting\n");
         return 1;
@@ -223,6 +257,8 @@ static int backend_open(serve_config *c, backend *b)
         rc = registry_register(b->reg, b->log, b->spec->events[k], &err);
     if (rc == PAYI_OK && b->spec)
         rc = cmd_open(&b->cmd, b->log, b->spec, b->reg, NULL, &err);
+    if (rc == PAYI_OK && b->spec && b->spec->nviews)
+        rc = open_views(c, b, &err);
     if (rc != PAYI_OK) {
         fprintf(stderr, "%s\n", err.msg);
         fprintf(stderr, "payi serve: not starting\n");
@@ -246,7 +282,7 @@ static int run(serve_config *c)
     }
     payi_err err;
     http_server *srv;
-    http_backend hb = {b.log, b.reg, b.cmd};
+    http_backend hb = {b.log, b.reg, b.cmd, b.views};
     if (http_start(&srv, &hb, &c->http, &err) != PAYI_OK) {
         cli_report(&err, 0);
         backend_close(&b);

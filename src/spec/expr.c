@@ -36,7 +36,9 @@
  * Errors.  Every message ends with " (at N)", N the 0-based byte offset into
  * the caller's text of the construct at fault (libpg_query locations minus
  * the 7 bytes of "SELECT "; its syntax-error cursor, a 1-based character
- * count, is converted to bytes).  Run-time errors carry the position of the
+ * count, is converted to bytes).  expr_compile_node compiles a node of a
+ * tree its caller parsed (a view's SELECT): there the text is the whole
+ * statement and locations are used as they are (base 0).  Run-time errors carry the position of the
  * operator or function that failed.
  *
  * Deliberate differences from PostgreSQL, chosen for a typed event engine:
@@ -44,7 +46,8 @@
  * numeric type; int/int4/numeric casts map to bigint/double); text compares
  * bytewise (C collation) and lower/upper map ASCII only; the time zone is
  * always UTC; dates range over years 1..9999; intervals exist only as
- * literals in timestamptz +/- interval and date_bin.
+ * literals in timestamptz +/- interval and date_bin; a jsonb string cast to
+ * text is its content without quotes (what ->> gives).
  */
 #include "spec/expr.h"
 
@@ -138,10 +141,14 @@ static bool fail(payi_err *err, uint32_t pos, const char *fmt, ...)
 
 bool expr_error_pos(const payi_err *err, size_t *pos)
 {
+    /* Only the suffix that ends the message: a message may quote a client's
+     * text, which may hold "(at 1)" too (a key named so, in "unknown
+     * field"), and callers strip what this finds. */
     const char *at = strrchr(err->msg, '(');
     unsigned long v;
-    char close;
-    if (!at || sscanf(at, "(at %lu%c", &v, &close) != 2 || close != ')')
+    int end = -1;
+    if (!at || at == err->msg || at[-1] != ' ' || strncmp(at, "(at ", 4) != 0 || at[4] < '0' || at[4] > '9' ||
+        sscanf(at + 4, "%lu)%n", &v, &end) != 1 || end < 0 || at[4 + end] != '\0')
         return false;
     *pos = v;
     return true;
@@ -558,6 +565,21 @@ static bool cast_value(const expr_value *in, int to, expr_ctx *ctx, expr_value *
         *out = *in;
         return true;
     }
+    if (to == EXPR_TEXT && in->type == EXPR_JSONB && in->len >= 2 && in->s[0] == '"') {
+        /* A JSON string becomes its content, as ->> gives it (PostgreSQL's
+         * ::text would keep the quotes): the natural reading of a field of
+         * an untyped event, `page::text`. */
+        json_error je;
+        if (json_parse(&ctx->jd, in->s, in->len, NULL, &je) && ctx->jd.nodes[0].kind == JSON_STRING) {
+            buf *b = &ctx->scratch;
+            if (!json_get_string(&ctx->jd, 0, b))
+                goto nocast;
+            char *p = arena_alloc(ctx, b->len ? b->len : 1);
+            memcpy(p, b->data, b->len);
+            *out = expr_text(p, b->len);
+            return true;
+        }
+    }
     if (to == EXPR_TEXT) {
         buf *b = &ctx->scratch;
         buf_reset(b);
@@ -630,8 +652,18 @@ static bool cast_value(const expr_value *in, int to, expr_ctx *ctx, expr_value *
                 snprintf(msg, msz, "invalid input syntax for type json: %s", je.msg);
                 return false;
             }
+            /* Compact, as decoded JSON and DEFAULTs are (schema.c): one jsonb
+             * value, one encoding, whichever way it was made. */
+            buf *b = &ctx->scratch;
+            buf_reset(b);
+            json_write_compact(&ctx->jd, 0, b);
             v.s = s;
-            v.len = (uint32_t)len;
+            v.len = (uint32_t)b->len;
+            if (b->len != len) {   /* compacting only drops bytes: same length, same text */
+                char *p = arena_alloc(ctx, b->len);
+                memcpy(p, b->data, b->len);
+                v.s = p;
+            }
             break;
         }
         default:
@@ -722,6 +754,7 @@ typedef struct cc {
     const char *text;     /* the caller's text */
     const char *q;        /* "SELECT " + text, as parsed */
     size_t len;
+    uint32_t base;        /* bytes of q before text: PREFIX_LEN, or 0 for expr_compile_node */
     const expr_scope *scope;
     expr *e;
     payi_err *err;
@@ -781,9 +814,9 @@ static uint32_t pos_of(cc *c, uint32_t body)
 {
     int64_t loc;
     uint32_t l = get(c->d, body, "location");
-    if (l == NONE || !json_get_int64(c->d, l, &loc) || loc < PREFIX_LEN)
+    if (l == NONE || !json_get_int64(c->d, l, &loc) || loc < c->base)
         return NONE;
-    loc -= PREFIX_LEN;
+    loc -= c->base;
     return loc > (int64_t)c->len ? (uint32_t)c->len : (uint32_t)loc;
 }
 
@@ -795,8 +828,8 @@ static uint32_t first_pos(cc *c, uint32_t i)
     for (uint32_t k = i; k + 1 < end; k++) {
         if (d->nodes[k].kind == JSON_STRING && key_is(d, k, "location") && d->nodes[k + 1].kind == JSON_NUMBER) {
             int64_t loc;
-            if (json_get_int64(d, k + 1, &loc) && loc >= PREFIX_LEN)
-                return (uint32_t)(loc - PREFIX_LEN > (int64_t)c->len ? (int64_t)c->len : loc - PREFIX_LEN);
+            if (json_get_int64(d, k + 1, &loc) && loc >= c->base)
+                return (uint32_t)(loc - c->base > (int64_t)c->len ? (int64_t)c->len : loc - c->base);
         }
     }
     return 0;
@@ -1649,6 +1682,21 @@ static bool check_select(cc *c, uint32_t root, uint32_t *target)
     return true;
 }
 
+/* Compiles the expression at node i into c->e and sets its root: an untyped
+ * literal at the top becomes text, and a bare interval is refused. */
+static bool compile_root(cc *c, uint32_t i)
+{
+    uint32_t root = compile(c, i);
+    if (root == NONE)
+        return false;
+    if (c->e->n[root].unknown && (root = coerce(c, root, EXPR_TEXT, false, c->e->n[root].pos)) == NONE)
+        return false;
+    if (c->e->n[root].type == T_INTERVAL)
+        return fail(c->err, c->e->n[root].pos, "interval values are only supported in timestamptz +/- interval and date_bin");
+    c->e->root = root;
+    return true;
+}
+
 payi_code expr_parse(const char *text, size_t len, const expr_scope *scope, expr **out, payi_err *err)
 {
     *out = NULL;
@@ -1666,7 +1714,7 @@ payi_code expr_parse(const char *text, size_t len, const expr_scope *scope, expr
     PgQueryParseResult r = pg_query_parse(q);
     payi_code rc = PAYI_VALIDATION;
     json_doc d = JSON_DOC_INIT;
-    cc c = {.d = &d, .text = text, .q = q, .len = len, .scope = scope, .err = err, .sb = BUF_INIT};
+    cc c = {.d = &d, .text = text, .q = q, .len = len, .base = PREFIX_LEN, .scope = scope, .err = err, .sb = BUF_INIT};
     if (r.error) {
         const char *m = r.error->message ? r.error->message : "syntax error";
         fail(err, r.error->cursorpos > 0 ? cursor_to_offset(q, PREFIX_LEN + len, r.error->cursorpos) : (uint32_t)len,
@@ -1682,21 +1730,11 @@ payi_code expr_parse(const char *text, size_t len, const expr_scope *scope, expr
     c.e = xcalloc(1, sizeof *c.e);
     expr_ctx_init(&c.e->kctx);
     uint32_t target = NONE;
-    if (!check_select(&c, 0, &target))
-        goto done;
-    uint32_t root = compile(&c, target);
-    if (root == NONE)
-        goto done;
-    if (c.e->n[root].unknown && (root = coerce(&c, root, EXPR_TEXT, false, c.e->n[root].pos)) == NONE)
-        goto done;
-    if (c.e->n[root].type == T_INTERVAL) {
-        fail(err, c.e->n[root].pos, "interval values are only supported in timestamptz +/- interval and date_bin");
-        goto done;
+    if (check_select(&c, 0, &target) && compile_root(&c, target)) {
+        *out = c.e;
+        c.e = NULL;
+        rc = PAYI_OK;
     }
-    c.e->root = root;
-    *out = c.e;
-    c.e = NULL;
-    rc = PAYI_OK;
 done:
     if (c.e)
         expr_free(c.e);
@@ -1704,6 +1742,27 @@ done:
     json_doc_release(&d);
     pg_query_free_parse_result(r);
     free(q);
+    return rc;
+}
+
+payi_code expr_compile_node(const json_doc *d, uint32_t node, const char *sql, size_t len, const expr_scope *scope,
+                            expr **out, payi_err *err)
+{
+    *out = NULL;
+    cc c = {.d = d, .text = sql, .q = sql, .len = len, .base = 0, .scope = scope, .err = err, .sb = BUF_INIT};
+    c.e = xcalloc(1, sizeof *c.e);
+    expr_ctx_init(&c.e->kctx);
+    payi_code rc = PAYI_VALIDATION;
+    if (node < d->n && compile_root(&c, node)) {
+        *out = c.e;
+        c.e = NULL;
+        rc = PAYI_OK;
+    } else if (node >= d->n) {
+        fail(err, 0, "unexpected parse tree");
+    }
+    if (c.e)
+        expr_free(c.e);
+    buf_release(&c.sb);
     return rc;
 }
 

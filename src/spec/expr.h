@@ -89,6 +89,13 @@ typedef struct expr_ctx {
 typedef struct expr expr;
 
 payi_code expr_parse(const char *text, size_t len, const expr_scope *scope, expr **out, payi_err *err);
+/* Compile node `node` of d, the JSON parse tree that pg_query_parse gave for
+ * sql[0..len) (read with json_parse), under the same rules as expr_parse: for
+ * callers that parse a whole statement themselves (a view's SELECT).  The
+ * " (at N)" of errors is a byte offset into sql.  d and sql are only
+ * borrowed during the call. */
+payi_code expr_compile_node(const json_doc *d, uint32_t node, const char *sql, size_t len, const expr_scope *scope,
+                            expr **out, payi_err *err);
 void expr_free(expr *e);
 expr_type expr_result_type(const expr *e);
 

@@ -242,8 +242,12 @@ static payi_code expect_kw(parser *p, const char *kw, const char *context)
 {
     if (take_kw(p, kw))
         return PAYI_OK;
-    char d[64];
-    return fail_at(p, cur_off(p), "expected %s %s, found %s", kw, context, tok_desc(p, cur(p), d, sizeof d));
+    char d[64], up[32];   /* keywords are written in upper case in messages, as in the docs */
+    size_t n = 0;
+    for (; kw[n] && n + 1 < sizeof up; n++)
+        up[n] = kw[n] >= 'a' && kw[n] <= 'z' ? (char)(kw[n] - 32) : kw[n];
+    up[n] = '\0';
+    return fail_at(p, cur_off(p), "expected %s %s, found %s", up, context, tok_desc(p, cur(p), d, sizeof d));
 }
 
 static payi_code expect_punct(parser *p, char c, const char *context)
@@ -399,8 +403,10 @@ static bool parse_type(parser *p, expr_type *out)
         {"jsonb", EXPR_JSONB},
     };
     if (take_kw(p, "double")) {
-        if (!take_kw(p, "precision"))
+        if (!take_kw(p, "precision")) {
+            p->i--;   /* the error names "double", not the token after it */
             return false;
+        }
         *out = EXPR_DOUBLE;
         return true;
     }
@@ -763,7 +769,9 @@ static payi_code parse_aggregate(parser *p)
     return PAYI_OK;
 }
 
-static const char *const reject_stops[] = {"message", NULL};
+/* REJECT and EMIT too: a forgotten MESSAGE is reported as such, not as a
+ * syntax error inside the condition */
+static const char *const reject_stops[] = {"message", "reject", "emit", NULL};
 static const char *const emit_item_stops[] = {"as", NULL};
 static const char *const emit_if_stops[] = {"reject", "emit", NULL};
 
@@ -1032,8 +1040,16 @@ static payi_code parse_view(parser *p)
     for (uint32_t k = 0; rc == PAYI_OK && k < p->spec->nviews; k++)
         if (strcmp(p->spec->views[k].name, v.name) == 0)
             rc = fail_at(p, off, "view \"%s\" is declared twice", v.name);
+    if (rc == PAYI_OK && take_kw(p, "delete")) {   /* DELETE ON <event type>: checked by the view module */
+        rc = expect_kw(p, "on", "after CREATE VIEW <name> DELETE");
+        size_t doff = cur_off(p);
+        if (rc == PAYI_OK)
+            rc = take_name(p, false, "an event type after DELETE ON", &v.delete_type, &doff);
+        if (rc == PAYI_OK)
+            line_col(p, doff, &v.delete_line, &v.delete_col);
+    }
     if (rc == PAYI_OK)
-        rc = expect_kw(p, "as", "after CREATE VIEW <name>");
+        rc = expect_kw(p, "as", v.delete_type ? "after CREATE VIEW <name> DELETE ON <event type>" : "after CREATE VIEW <name>");
     span sp = {cur_off(p), cur_off(p)};
     int depth = 0;   /* a view's text runs to the ';' at depth 0: its commas and keywords are its own */
     for (; rc == PAYI_OK && cur(p)->kind != T_EOF; p->i++) {
@@ -1052,6 +1068,7 @@ static payi_code parse_view(parser *p)
         rc = end_statement(p, "CREATE VIEW");
     if (rc != PAYI_OK) {
         free(v.name);
+        free(v.delete_type);
         return rc;
     }
     v.sql = xstrndup(p->src + sp.start, sp.end - sp.start);
@@ -1161,6 +1178,7 @@ void spec_free(payi_spec *s)
     for (uint32_t k = 0; k < s->nviews; k++) {
         free(s->views[k].name);
         free(s->views[k].sql);
+        free(s->views[k].delete_type);
     }
     free(s->views);
     free(s->file);

@@ -24,7 +24,8 @@
  *   -- a command with no state: STREAM instead of FOR
  *   CREATE COMMAND Note (country text NOT NULL, body text) STREAM 'notes-' || country EMIT ...;
  *
- *   CREATE VIEW name AS SELECT ...;      -- kept as text for the view engine
+ *   -- a view: PostgreSQL's SELECT, kept as text and compiled by view/viewdef.h
+ *   CREATE VIEW name [DELETE ON Event] AS SELECT ...;
  *
  * Lexical rules are PostgreSQL's: -- and block comments, 'strings' with ''
  * for a quote, "quoted identifiers", $$dollar$$ or $tag$quoting$tag$.
@@ -114,6 +115,8 @@ typedef struct spec_view {
     char *name;
     char *sql;             /* the text after AS */
     uint32_t line, col;    /* of the text after AS */
+    char *delete_type;     /* DELETE ON <event type> (case kept), or NULL; the view module checks it */
+    uint32_t delete_line, delete_col;   /* of the type's name */
 } spec_view;
 
 typedef struct payi_spec {

@@ -222,6 +222,10 @@ static const struct tcase cases_tab[] = {
     {"j ->> 'missing'", "text:NULL"},
     {"j ->> 'nul'", "text:NULL"},
     {"j -> 'arr' ->> 1", "text:2"},
+    {"(j -> 'k')::text", "text:v"},          /* a jsonb string as text: its content (a documented difference) */
+    {"(j -> 'e')::text", "text:a\"b"},
+    {"(j -> 'o')::text", "text:{\"z\":1}"},   /* anything else: its JSON text */
+    {"(j -> 'n')::text", "text:5"},
     /* literals */
     {"TRUE", "boolean:true"},
     {"NULL", "text:NULL"},
