@@ -564,7 +564,8 @@ static payi_code decide_declarative(job *j)
                 continue;
             }
             rc = expr_eval(em->values[f], j->cols, &j->ctx, &fields[f], &j->err);
-            widen(&fields[f], es->fields[f].type);
+            if (rc == PAYI_OK)   /* a failed eval leaves fields[f] unset */
+                widen(&fields[f], es->fields[f].type);
         }
         memcpy(j->cols, saved, (nc + ns) * sizeof *saved);
         if (rc == PAYI_OK && on) {
@@ -1442,4 +1443,117 @@ void cmd_get_stats(cmd_engine *en, cmd_stats *s)
         s->cache_entries += en->shards[k].count;
         pthread_mutex_unlock(&en->shards[k].mu);
     }
+}
+
+/* ------------------------------------------------------- dry runs */
+
+void cmd_decision_init(cmd_decision *d)
+{
+    *d = (cmd_decision){.command = BUF_INIT, .stream = BUF_INIT, .data = BUF_INIT, .state = BUF_INIT};
+}
+
+void cmd_decision_release(cmd_decision *d)
+{
+    buf_release(&d->command);
+    buf_release(&d->stream);
+    buf_release(&d->data);
+    buf_release(&d->state);
+    free(d->events);
+    cmd_decision_init(d);
+}
+
+static void decision_reset(cmd_decision *d)
+{
+    buf_reset(&d->command);
+    buf_reset(&d->stream);
+    buf_reset(&d->data);
+    buf_reset(&d->state);
+    d->nevents = 0;
+}
+
+/* An engine that can only decide: the spec and a Lua pool, no log, cache or
+ * keys.  decide_declarative and decide_lua read nothing else of it. */
+static cmd_engine *dry_engine_new(const payi_spec *spec)
+{
+    cmd_engine *en = xcalloc(1, sizeof *en);
+    en->spec = spec;
+    cmd_options_default(&en->opt);
+    pthread_mutex_init(&en->lua_mu, NULL);
+    en->lua_handle = xcalloc(spec->ncommands + 1, sizeof *en->lua_handle);
+    return en;
+}
+
+static void dry_engine_free(cmd_engine *en)
+{
+    for (size_t k = 0; k < en->nlua; k++)
+        luafn_close(en->lua_pool[k]);
+    free(en->lua_pool);
+    free(en->lua_handle);
+    pthread_mutex_destroy(&en->lua_mu);
+    free(en);
+}
+
+/* The state slots the decision starts from: the caller's record, checked
+ * (its text stays the caller's for the call), or the DEFAULTs. */
+static payi_code dry_state(job *j, const char *state, size_t state_len)
+{
+    const ev_schema *st = j->agg->state;
+    expr_value *slots = j->cols + j->c->fields->nfields;
+    if (state_len == 0) {
+        state_defaults(st, slots);
+        return PAYI_OK;
+    }
+    payi_err e;
+    if (schema_check_data(st, state, state_len, &e) != PAYI_OK)
+        return payi_err_set(&j->err, PAYI_VALIDATION, NULL, "the state is not a record of aggregate %s: %s", st->name,
+                            e.msg);
+    for (uint32_t k = 0; k < st->nfields; k++)
+        schema_get(st, state, state_len, k, &slots[k]);
+    return PAYI_OK;
+}
+
+static void dry_output(const job *j, cmd_decision *d)
+{
+    schema_encode(j->c->fields, j->cols, &d->command);
+    buf_put(&d->stream, j->stream.data, j->stream.len);
+    buf_put(&d->data, j->data.data, j->data.len);
+    d->events = xrealloc(d->events, (j->nev + 1) * sizeof *d->events);
+    for (uint32_t k = 0; k < j->nev; k++)
+        d->events[k] = (cmd_decided_event){j->evs[k].event, j->evs[k].data_off, j->evs[k].data_len};
+    d->nevents = j->nev;
+    if (j->agg)
+        schema_encode(j->agg->state, j->cols + j->c->fields->nfields, &d->state);
+}
+
+payi_code cmd_decide(const payi_spec *spec, const char *name, size_t name_len, const char *body, size_t body_len,
+                     const char *state, size_t state_len, cmd_decision *d, payi_err *err)
+{
+    decision_reset(d);
+    int ci = spec_find_command(spec, name, name_len);
+    if (ci < 0)
+        return payi_err_set(err, PAYI_UNKNOWN_COMMAND, NULL, "the spec has no command \"%.*s\"",
+                            (int)(name_len > 100 ? 100 : name_len), name);
+    cmd_engine *en = dry_engine_new(spec);
+    job *j = xmalloc(sizeof *j);
+    job_init(j, en);
+    j->cmd = ci;
+    j->c = &spec->commands[ci];
+    j->agg = j->c->aggregate >= 0 ? &spec->aggregates[j->c->aggregate] : NULL;
+    payi_code rc = job_decode(j, body, body_len);
+    if (rc == PAYI_OK && j->agg)
+        rc = dry_state(j, state, state_len);
+    if (rc == PAYI_OK)
+        rc = j->c->lua ? decide_lua(j) : decide_declarative(j);
+    if (rc == PAYI_OK) {
+        dry_output(j, d);
+    } else {   /* what a client would read: cmd_execute's error */
+        strip_expr_pos(&j->err);
+        j->err.code = rc;
+        if (err)
+            *err = j->err;
+    }
+    job_release(j);
+    free(j);
+    dry_engine_free(en);
+    return rc;
 }

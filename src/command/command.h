@@ -101,6 +101,41 @@ payi_code cmd_resume(cmd_call *call, int *status, buf *answer, payi_err *err);
 size_t cmd_execute_ndjson(cmd_engine *e, const char *name, size_t name_len, const char *body, size_t body_len,
                           buf *out);
 
+/* A decision without a log or an engine: steps 1, 2 and 4 of one command
+ * against a given state, for dry runs, tools and tests.  Nothing is
+ * appended, no cache or key is touched.  What the caller gets back is what
+ * cmd_execute would have appended: the decoded command, its stream, the
+ * events (typed records, each validated against its event type; the schema
+ * id in them is the spec's, SCHEMA_NO_ID when not registered) and the state
+ * after them.  A Lua command compiles the spec's handlers for the call: this
+ * is a slow path, not one to serve with. */
+typedef struct cmd_decided_event {
+    uint32_t event;                /* index into spec->events */
+    size_t off, len;               /* its typed record in cmd_decision.data */
+} cmd_decided_event;
+
+typedef struct cmd_decision {
+    buf command;                   /* the command's fields as a typed record of its schema */
+    buf stream;                    /* the stream the events go to */
+    cmd_decided_event *events;
+    uint32_t nevents;
+    buf data;                      /* the events' typed records, back to back */
+    buf state;                     /* the state after the events (typed); empty for a stateless command */
+} cmd_decision;
+
+void cmd_decision_init(cmd_decision *d);
+void cmd_decision_release(cmd_decision *d);
+
+/* Decide command name of spec on body against state, the typed record of
+ * the command's aggregate state (state_len 0: the state's DEFAULTs, as for
+ * a new stream; ignored for a stateless command).  The errors are those of
+ * cmd_execute (validation and bad_json naming the field, rejected with the
+ * rule's MESSAGE, handler_error, unknown_command), and validation for a state
+ * record that does not fit the aggregate.  d is reset first, and holds the
+ * decision only on PAYI_OK. */
+payi_code cmd_decide(const payi_spec *spec, const char *name, size_t name_len, const char *body, size_t body_len,
+                     const char *state, size_t state_len, cmd_decision *d, payi_err *err);
+
 typedef struct cmd_stats {
     uint64_t executed, rejected, failed, conflicts_retried, cache_hits, cache_misses, cache_entries;
 } cmd_stats;

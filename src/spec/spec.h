@@ -37,7 +37,7 @@
  * expression ends is found at parenthesis depth 0: at ',' ')' ';' or at the
  * keyword that may follow it (DEFAULT ends at NOT, NULL, CHECK, DEFAULT;
  * STREAM at ON, REJECT, EMIT, LANGUAGE; SET values at ON; REJECT IF at
- * MESSAGE; an EMIT field at AS; EMIT ... IF at REJECT, EMIT).  Parenthesize
+ * MESSAGE, REJECT, EMIT; an EMIT field at AS; EMIT ... IF at REJECT, EMIT).  Parenthesize
  * an expression that needs one of these words at its top level.
  *
  * Every mistake is reported as "file:line:col: message", line and col

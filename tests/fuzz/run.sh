@@ -6,7 +6,7 @@ cd "$(dirname "$0")/../.."
 secs=${FUZZ_SECONDS:-30}
 tests/fuzz/build.sh >/dev/null || { echo "fuzz: 0 passed, 1 failed (build)"; exit 1; }
 passed=0; failed=0
-for t in record json expr schema; do
+for t in record json expr schema spec command; do
   seeds=tests/fuzz/corpus/$t
   work=$(mktemp -d)
   [ -d "$seeds" ] && cp -r "$seeds"/. "$work"/ 2>/dev/null
