@@ -950,7 +950,38 @@ static payi_code check_tail_value(const ev_schema *s, const schema_field *f, con
     return PAYI_OK;
 }
 
+static payi_code check_layout(const ev_schema *s, const char *data, size_t len, bool *has_tail, payi_err *err);
+
+payi_code schema_check_layout(const ev_schema *s, const char *data, size_t len, payi_err *err)
+{
+    bool tail;
+    return check_layout(s, data, len, &tail, err);
+}
+
 payi_code schema_check_data(const ev_schema *s, const char *data, size_t len, payi_err *err)
+{
+    bool has_tail_values;
+    payi_code rc = check_layout(s, data, len, &has_tail_values, err);
+    if (rc != PAYI_OK || !has_tail_values)
+        return rc;
+    /* Slots and offsets are sound: now the text and jsonb bytes. */
+    size_t head = head_bytes(s), nb = bitmap_bytes(s);
+    const unsigned char *bits = (const unsigned char *)data + 4;
+    json_doc jd = JSON_DOC_INIT;
+    for (uint32_t i = 0; i < s->nfields && rc == PAYI_OK; i++) {
+        const schema_field *f = &s->fields[i];
+        if (!is_tail_type(f->type) || (bits[i / 8] >> (i % 8) & 1))
+            continue;
+        const char *slot = data + 4 + nb + 8 * (size_t)i;
+        rc = check_tail_value(s, f, data + head + get_u32le(slot), get_u32le(slot + 4), &jd, err);
+    }
+    json_doc_release(&jd);
+    return rc;
+}
+
+/* The header, the slots and the tail offsets: what schema_get needs to read
+ * within bounds.  *has_tail: some text or jsonb value is present. */
+static payi_code check_layout(const ev_schema *s, const char *data, size_t len, bool *has_tail, payi_err *err)
 {
     size_t head = head_bytes(s), nb = bitmap_bytes(s);
     if (len < head)
@@ -982,20 +1013,8 @@ payi_code schema_check_data(const ev_schema *s, const char *data, size_t len, pa
     }
     if (cursor != tail_len)
         return corrupt(s, NULL, err, "%llu bytes after the last value", (unsigned long long)(tail_len - cursor));
-    if (!has_tail_values)
-        return PAYI_OK;
-    /* Slots and offsets are sound: now the text and jsonb bytes. */
-    json_doc jd = JSON_DOC_INIT;
-    payi_code rc = PAYI_OK;
-    for (uint32_t i = 0; i < s->nfields && rc == PAYI_OK; i++) {
-        const schema_field *f = &s->fields[i];
-        if (!is_tail_type(f->type) || (bits[i / 8] >> (i % 8) & 1))
-            continue;
-        const char *slot = data + 4 + nb + 8 * (size_t)i;
-        rc = check_tail_value(s, f, data + head + get_u32le(slot), get_u32le(slot + 4), &jd, err);
-    }
-    json_doc_release(&jd);
-    return rc;
+    *has_tail = has_tail_values;
+    return PAYI_OK;
 }
 
 void schema_get(const ev_schema *s, const char *data, size_t len, uint32_t i, expr_value *out)

@@ -110,6 +110,11 @@ bool schema_data_id(const char *data, size_t len, uint32_t *id);
 /* Check that typed data has this schema's layout: sizes, offsets inside the
  * tail, booleans 0/1.  Decoders call it once per record read from disk. */
 payi_code schema_check_data(const ev_schema *s, const char *data, size_t len, payi_err *err);
+/* Only what schema_get needs to stay within bounds (header, slots, tail
+ * offsets), not the text and jsonb bytes: for hot readers of records this
+ * process's log wrote and checksummed, whose values were checked when they
+ * were encoded. */
+payi_code schema_check_layout(const ev_schema *s, const char *data, size_t len, payi_err *err);
 /* Field i of checked typed data (text/jsonb borrow from data). */
 void schema_get(const ev_schema *s, const char *data, size_t len, uint32_t i, expr_value *out);
 /* The JSON object of checked typed data: every field, NULL as null, numbers

@@ -604,6 +604,7 @@ typedef struct folder {
     batch b;
     uint64_t start;              /* position the batch starts from */
     uint64_t next;               /* position after the last event folded */
+    uint64_t folded;             /* events folded since the last set_position */
     payi_err ev_err;
 } folder;
 
@@ -721,7 +722,7 @@ static bool event_slots(folder *f, const log_event *ev, const view_field *fields
             payi_err_set(&f->ev_err, PAYI_CORRUPT, NULL, "event %" PRIu64 ": typed data of an unknown schema", ev->position);
             return false;
         }
-        if (schema_check_data(s, ev->data, ev->data_len, &f->ev_err) != PAYI_OK)
+        if (schema_check_layout(s, ev->data, ev->data_len, &f->ev_err) != PAYI_OK)
             return false;
         const int32_t *m = field_map_for(maps, nmaps, fields, nfields, s);
         for (uint32_t i = 0; i < nfields; i++) {
@@ -974,14 +975,14 @@ static void fold_event(folder *f, const log_event *ev)
     }
     f->next = ev->position + 1;
     f->b.events += touched;
-    pthread_mutex_lock(&f->v->mu);
     if (ok) {
-        f->v->status.events_folded += touched;
-    } else {
-        f->v->status.events_skipped++;
-        snprintf(f->v->status.last_error, sizeof f->v->status.last_error, "event %" PRIu64 " skipped: %s",
-                 ev->position, f->ev_err.msg);
+        f->folded += touched;   /* published per batch: no lock per event */
+        return;
     }
+    pthread_mutex_lock(&f->v->mu);
+    f->v->status.events_skipped++;
+    snprintf(f->v->status.last_error, sizeof f->v->status.last_error, "event %" PRIu64 " skipped: %s",
+             ev->position, f->ev_err.msg);
     pthread_mutex_unlock(&f->v->mu);
 }
 
@@ -1316,9 +1317,11 @@ static log_sub *sub_at(view *v, uint64_t position)
     return log_sub_open(v->ve->log, &c);
 }
 
-static void set_position(view *v, uint64_t position, bool rebuilding)
+static void set_position(view *v, folder *f, uint64_t position, bool rebuilding)
 {
     pthread_mutex_lock(&v->mu);
+    v->status.events_folded += f->folded;
+    f->folded = 0;
     if (rebuilding) {
         v->status.rebuild_position = position;
     } else {
@@ -1359,7 +1362,7 @@ static payi_code rebuild_fold(folder *f, store *st, uint64_t until, view_progres
             store_rollback(st);
             break;
         }
-        set_position(v, f->next, true);
+        set_position(v, f, f->next, true);
         if (progress)
             progress(pctx, v->def->name, f->next, head);
         if (atomic_load(&v->ve->stopping)) {
@@ -1422,7 +1425,7 @@ static payi_code rebuild_view(view *v, store *st, view_progress_fn progress, voi
     }
     if (rc == PAYI_OK) {
         *reached = f.next;
-        set_position(v, f.next, false);
+        set_position(v, &f, f.next, false);
         if (progress)
             progress(pctx, v->def->name, f.next, f.next);
     } else {
@@ -1478,19 +1481,22 @@ static payi_code view_prepare(view *v, store *st, uint64_t *pos, payi_err *err)
     return rc;
 }
 
+/* Maintain the view in st from its checkpoint until the engine stops.
+ * st NULL: a dry run (view_options.dry_run), folding from position 0 and
+ * writing nothing. */
 static payi_code view_run(view *v, store *st, payi_err *err)
 {
-    uint64_t pos;
-    payi_code rc = view_prepare(v, st, &pos, err);
+    uint64_t pos = 0;
+    payi_code rc = st ? view_prepare(v, st, &pos, err) : PAYI_OK;
     if (rc != PAYI_OK)
         return rc;
-    set_position(v, pos, false);
-    pthread_mutex_lock(&v->mu);
-    v->status.failed = false;
-    pthread_mutex_unlock(&v->mu);
     folder f;
     folder_init(&f, v);
     f.next = pos;
+    set_position(v, &f, pos, false);
+    pthread_mutex_lock(&v->mu);
+    v->status.failed = false;
+    pthread_mutex_unlock(&v->mu);
     log_sub *sub = sub_at(v, pos);
     while (rc == PAYI_OK && !atomic_load(&v->ve->stopping)) {
         f.start = f.next;
@@ -1498,16 +1504,18 @@ static payi_code view_run(view *v, store *st, payi_err *err)
         rc = fold_batch(&f, sub, UINT64_MAX, err);
         if (rc != PAYI_OK || f.next == f.start)
             continue;
-        bool moved;
+        bool moved = false;
         uint64_t stored;
-        rc = commit_live(&f, st, &moved, &stored, err);
+        if (st)
+            rc = commit_live(&f, st, &moved, &stored, err);
         if (rc == PAYI_OK && moved) {   /* a replay swapped in a rebuilt table: go on from its checkpoint */
             log_sub_close(sub);
             f.next = stored;
+            f.folded = 0;
             sub = sub_at(v, stored);
         }
         if (rc == PAYI_OK)
-            set_position(v, f.next, false);
+            set_position(v, &f, f.next, false);
     }
     log_sub_close(sub);
     folder_release(&f);
@@ -1521,7 +1529,7 @@ static void *view_thread(void *arg)
     while (!atomic_load(&ve->stopping)) {
         payi_err err = {0};
         store *st = NULL;
-        payi_code rc = store_open(&st, ve->store_url, STORE_RW, &err);
+        payi_code rc = ve->opt.dry_run ? PAYI_OK : store_open(&st, ve->store_url, STORE_RW, &err);
         if (rc == PAYI_OK)
             rc = view_run(v, st, &err);
         if (st)
@@ -1583,13 +1591,13 @@ payi_code view_engine_open(view_engine **out, payi_log *log, registry *reg, cons
                            const view_options *o, payi_err *err)
 {
     *out = NULL;
-    if (!o->store_url)
+    if (!o->store_url && !o->dry_run)
         return payi_err_set(err, PAYI_USAGE, NULL, "no read store given");
     view_engine *ve = xcalloc(1, sizeof *ve);
     ve->log = log;
     ve->reg = reg;
     ve->opt = *o;
-    ve->store_url = xstrdup(o->store_url);
+    ve->store_url = xstrdup(o->store_url ? o->store_url : "");
     ve->opt.store_url = ve->store_url;
     if (!ve->opt.change_ring)
         ve->opt.change_ring = 1;
@@ -1620,7 +1628,7 @@ payi_code view_engine_open(view_engine **out, payi_log *log, registry *reg, cons
     }
     /* The store must open before anything is started: a wrong URL is a
      * start-up error, not a view that retries forever. */
-    if (rc == PAYI_OK) {
+    if (rc == PAYI_OK && !ve->opt.dry_run) {
         store *st;
         rc = store_open(&st, ve->store_url, STORE_RW, err);
         if (rc == PAYI_OK)

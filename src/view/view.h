@@ -38,6 +38,8 @@ typedef struct view_options {
     int linger_ms;             /* how long a batch waits for more events once the log is drained (default 0) */
     uint32_t change_ring;      /* changed rows kept per view for /changes (default 10,000) */
     bool live;                 /* start the views' threads (false: open for replay / reads only) */
+    bool dry_run;              /* benchmarks: fold from position 0 and write nothing (no store is
+                                  opened; reads fail): the cost of folding alone */
 } view_options;
 
 void view_options_default(view_options *o);
