@@ -652,3 +652,43 @@ def test_kill_9_during_maintenance_counts_nothing_twice(start, tmp_path):
         assert not any(w in s.stderr() for w in ("AddressSanitizer", "runtime error:")), s.stderr()
     s = start(data=data)
     check_all_views(s, "after 3 kill -9 cycles")
+
+
+# ---------------------------------------------------------------------------
+# a changed definition is rebuilt
+
+
+def test_changed_definition_is_rebuilt_and_the_old_table_serves_meanwhile(start, tmp_path):
+    data = tmp_path / "redef"
+    spec1 = tmp_path / "v1.payi"
+    spec1.write_text("CREATE EVENT Sale (shop text NOT NULL, qty bigint);\n"
+                     "CREATE VIEW by_shop AS SELECT shop, sum(qty) AS qty FROM Sale GROUP BY shop;\n")
+    s = start(data=data, spec=spec1)
+    post_events(s, [(f"sales-{i % 3}", {"type": "Sale", "data": {"shop": f"s{i % 3}", "qty": i}})
+                    for i in range(3000)])
+    head = s.head()
+    v1 = {r["shop"]: r["qty"] for r in view_rows(s, "by_shop", head)}
+    assert v1 == {f"s{k}": sum(range(k, 3000, 3)) for k in range(3)}
+    assert s.stop() == 0
+
+    spec2 = tmp_path / "v2.payi"     # same name, another definition: count instead of sum
+    spec2.write_text("CREATE EVENT Sale (shop text NOT NULL, qty bigint);\n"
+                     "CREATE VIEW by_shop AS SELECT shop, count(*) AS n, max(qty) AS top FROM Sale GROUP BY shop;\n")
+    s2 = start(data=data, spec=spec2)
+    rows = view_rows(s2, "by_shop", head)
+    assert {r["shop"]: (r["n"], r["top"]) for r in rows} == {f"s{k}": (1000, 2997 + k) for k in range(3)}
+    status, _, _, j = s2.request("POST", "/sql", "SELECT * FROM by_shop LIMIT 1")
+    assert status == 200 and j["columns"] == ["shop", "n", "top"], j
+    status, _, _, j = s2.request("POST", "/sql", "SELECT count(*) FROM sqlite_master WHERE name LIKE 'by_shop__%'")
+    assert status == 200 and j["rows"] == [[0]], j     # the rebuild table was swapped in, nothing left over
+
+
+def test_payi_replay_refuses_bad_input(tmp_path):
+    r = run_payi(["replay", "--data", str(tmp_path / "d")])
+    assert r.rc == 2 and "--spec" in r.err, r
+    r = run_payi(["replay", "--spec", str(SHOP), "--view", "nope", "--data", str(tmp_path / "d")])
+    assert r.rc == 1 and 'no view named "nope"' in r.err, r
+    bad = tmp_path / "bad.payi"
+    bad.write_text("CREATE VIEW v AS SELECT x FROM T JOIN U ON true;\n")
+    r = run_payi(["replay", "--spec", str(bad), "--data", str(tmp_path / "d")])
+    assert r.rc == 1 and re.search(r"bad\.payi:1:\d+: joins are not supported", r.err), r
