@@ -477,13 +477,14 @@ static uint32_t batch_entry(batch *b, const char *key, uint32_t len, uint32_t na
             }
             uint32_t e = b->n++;
             b->d[e] = (delta){.hash = h, .key_off = (uint32_t)b->keys.len, .key_len = len};
-            buf_put(&b->keys, key, len);
+            if (len)   /* a view without GROUP BY has one group, of the empty key */
+                buf_put(&b->keys, key, len);
             memset(&b->st[(size_t)e * naggs], 0, naggs * sizeof *b->st);
             b->slots[i] = e + 1;
             return e;
         }
         delta *d = &b->d[s - 1];
-        if (d->hash == h && d->key_len == len && memcmp(b->keys.data + d->key_off, key, len) == 0)
+        if (d->hash == h && d->key_len == len && (len == 0 || memcmp(b->keys.data + d->key_off, key, len) == 0))
             return s - 1;
     }
 }
