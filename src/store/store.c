@@ -1313,6 +1313,12 @@ payi_code store_get_meta(store *s, const char *view, store_meta *out, payi_err *
     store__ref ref = sql_ref(s);
     buf_puts(&b, "SELECT \"hash\", \"position\", \"table_name\" FROM \"" STORE_META_TABLE "\" WHERE \"view\" = ");
     store__put_ref(&b, &ref, 0);
+    /* Inside a transaction the checkpoint is read to be written: lock its
+     * row, so that a writer racing another (payi replay swapping a rebuilt
+     * table in) waits for it and then reads its checkpoint.  SQLite's
+     * BEGIN IMMEDIATE already serializes writers. */
+    if (s->kind == STORE_POSTGRES && s->in_txn && !own)
+        buf_puts(&b, " FOR UPDATE");
     expr_value p = expr_text(view, strlen(view));
     static const expr_type types[] = {EXPR_BIGINT, EXPR_BIGINT, EXPR_TEXT};
     rc = s->ops->query(s, b.data, &p, 1, types, 3, meta_row, out, err);
