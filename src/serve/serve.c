@@ -22,6 +22,7 @@
 #include "http/http.h"
 #include "log/log.h"
 #include "spec/spec.h"
+#include "gen/generator.h"
 #include "view/view.h"
 
 static const char serve_help[] =
@@ -207,10 +208,12 @@ typedef struct backend {
     registry *reg;
     cmd_engine *cmd;
     view_engine *views;
+    gen_engine *gens;
 } backend;
 
 static void backend_close(backend *b)
 {
+    gen_engine_close(b->gens);
     view_engine_close(b->views);
     cmd_close(b->cmd);
     registry_free(b->reg);
@@ -242,7 +245,7 @@ static int backend_open(serve_config *c, backend *b)
     luafn_limits lim;
     luafn_limits_default(&lim);
     if (c->spec && (spec_load(c->spec, &b->spec, &err) != PAYI_OK || cmd_check_lua(b->spec, &lim, &err) != PAYI_OK ||
-                    view_engine_check(b->spec, &err) != PAYI_OK)) {
+                    view_engine_check(b->spec, &err) != PAYI_OK || gen_check(b->spec, &err) != PAYI_OK)) {
         fprintf(stderr, "%s\n", err.msg);
         fprintf(stderr, "payi serve: the spec has a mistake; not starting\n");
         return 1;
@@ -259,6 +262,8 @@ static int backend_open(serve_config *c, backend *b)
         rc = cmd_open(&b->cmd, b->log, b->spec, b->reg, NULL, &err);
     if (rc == PAYI_OK && b->spec && b->spec->nviews)
         rc = open_views(c, b, &err);
+    if (rc == PAYI_OK && b->spec && b->spec->ngenerators)
+        rc = gen_engine_open(&b->gens, b->log, b->reg, b->spec, &err);
     if (rc != PAYI_OK) {
         fprintf(stderr, "%s\n", err.msg);
         fprintf(stderr, "payi serve: not starting\n");

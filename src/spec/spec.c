@@ -19,6 +19,7 @@
 #include "spec/spec.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1079,6 +1080,180 @@ static payi_code parse_view(parser *p)
     return PAYI_OK;
 }
 
+
+/* ------------------------------------------------------------ generators */
+
+static const char *const gen_key_stops[] = {"day", NULL};
+static const char *const gen_day_stops[] = {"value", NULL};
+static const char *const gen_value_stops[] = {"with", "emit", NULL};
+
+static void generator_release(spec_generator *g)
+{
+    for (uint32_t k = 0; k < g->ninputs; k++) {
+        expr_free(g->inputs[k].key);
+        expr_free(g->inputs[k].day);
+        expr_free(g->inputs[k].value);
+    }
+    free(g->inputs);
+    for (uint32_t k = 0; k < g->nparams; k++)
+        free(g->params[k].name);
+    free(g->params);
+    free(g->name);
+    free(g->kind);
+    free(g->key_name);
+}
+
+/* One of KEY, DAY, VALUE compiled over every FROM event's fields, with the
+ * type it must have. */
+static payi_code gen_clause(parser *p, spec_generator *g, const char *kw, const char *const *stops, int which)
+{
+    span sp;
+    payi_code rc = expect_kw(p, kw, "in CREATE GENERATOR (FROM ... KEY ... DAY ... VALUE ...)");
+    char what[32];
+    snprintf(what, sizeof what, "a %s expression", kw);
+    if (rc == PAYI_OK)
+        rc = expr_span(p, stops, what, &sp);
+    for (uint32_t k = 0; rc == PAYI_OK && k < g->ninputs; k++) {
+        const ev_schema *es = p->spec->events[g->inputs[k].event];
+        expr_scope scope = {es->cols, es->nfields};
+        char ctx[300];
+        snprintf(ctx, sizeof ctx, "%s over the fields of %s", which == 0 ? "KEY" : which == 1 ? "DAY" : "VALUE",
+                 es->name);
+        expr *e = NULL;
+        rc = compile_span(p, sp, &scope, ctx, &e);
+        if (rc != PAYI_OK)
+            break;
+        expr_type t = expr_result_type(e), want = which == 0 ? EXPR_TEXT : which == 1 ? EXPR_DATE : EXPR_DOUBLE;
+        if (t != want && !(which == 2 && t == EXPR_BIGINT)) {
+            expr_free(e);
+            return fail_at(p, sp.start, "%s must be %s, this is %s", ctx, which == 2 ? "bigint or double precision"
+                           : expr_type_name(want), expr_type_name(t));
+        }
+        expr **slot = which == 0 ? &g->inputs[k].key : which == 1 ? &g->inputs[k].day : &g->inputs[k].value;
+        *slot = e;
+    }
+    if (rc == PAYI_OK && which == 0) {   /* a plain column names the key field of the events emitted */
+        size_t n = sp.end - sp.start;
+        const char *t = p->src + sp.start;
+        bool plain = n > 0 && is_ident_start((unsigned char)t[0]);
+        for (size_t k = 1; plain && k < n; k++)
+            plain = is_ident_char((unsigned char)t[k]);
+        g->key_name = plain ? xstrndup(t, n) : xstrdup("key");
+        for (char *c = g->key_name; plain && *c; c++)
+            if (*c >= 'A' && *c <= 'Z')
+                *c = (char)(*c + 32);
+    }
+    return rc;
+}
+
+/* WITH (name = number, ...) */
+static payi_code gen_params(parser *p, spec_generator *g)
+{
+    payi_code rc = expect_punct(p, '(', "after WITH");
+    while (rc == PAYI_OK) {
+        spec_gen_param prm = {0};
+        size_t off;
+        rc = take_name(p, true, "a parameter name", &prm.name, &off);
+        if (rc != PAYI_OK)
+            break;
+        line_col(p, off, &prm.line, &prm.col);
+        for (uint32_t k = 0; rc == PAYI_OK && k < g->nparams; k++)
+            if (strcmp(g->params[k].name, prm.name) == 0)
+                rc = fail_at(p, off, "parameter %s is given twice", prm.name);
+        const tok *t = cur(p);
+        if (rc == PAYI_OK && !(t->kind == T_OP && t->len == 1 && p->src[t->start] == '='))
+            rc = fail_at(p, t->start, "expected '=' after parameter %s", prm.name);
+        if (rc == PAYI_OK)
+            p->i++;
+        bool neg = false;
+        t = cur(p);
+        if (rc == PAYI_OK && t->kind == T_OP && t->len == 1 && p->src[t->start] == '-') {
+            neg = true;
+            p->i++;
+            t = cur(p);
+        }
+        if (rc == PAYI_OK && t->kind != T_NUMBER)
+            rc = fail_at(p, t->start, "parameter %s: expected a number", prm.name);
+        if (rc == PAYI_OK) {
+            char num[64];
+            snprintf(num, sizeof num, "%.*s", (int)(t->len < 63 ? t->len : 63), p->src + t->start);
+            char *end;
+            double v = strtod(num, &end);
+            if (*end || !isfinite(v))
+                rc = fail_at(p, t->start, "parameter %s: %s is not a number", prm.name, num);
+            prm.value = neg ? -v : v;
+            p->i++;
+        }
+        if (rc != PAYI_OK) {
+            free(prm.name);
+            break;
+        }
+        g->params = xrealloc(g->params, (g->nparams + 1) * sizeof *g->params);
+        g->params[g->nparams++] = prm;
+        if (at_punct(p, ')')) {
+            p->i++;
+            break;
+        }
+        rc = expect_punct(p, ',', "between parameters");
+    }
+    return rc;
+}
+
+static payi_code parse_generator(parser *p)
+{
+    spec_generator g = {0};
+    size_t off;
+    payi_code rc = take_name(p, false, "a generator name", &g.name, &off);
+    if (rc == PAYI_OK)
+        line_col(p, off, &g.line, &g.col);
+    for (uint32_t k = 0; rc == PAYI_OK && k < p->spec->ngenerators; k++)
+        if (strcmp(p->spec->generators[k].name, g.name) == 0)
+            rc = fail_at(p, off, "generator \"%s\" is declared twice", g.name);
+    if (rc == PAYI_OK)
+        rc = expect_kw(p, "using", "after CREATE GENERATOR <name> (USING <kind>)");
+    if (rc == PAYI_OK && (rc = take_name(p, true, "a generator kind", &g.kind, &off)) == PAYI_OK)
+        line_col(p, off, &g.kind_line, &g.kind_col);
+    if (rc == PAYI_OK)
+        rc = expect_kw(p, "from", "after USING <kind> (FROM <event type>, ...)");
+    while (rc == PAYI_OK) {
+        int ev;
+        rc = find_event_ref(p, "FROM", &ev);
+        if (rc != PAYI_OK)
+            break;
+        g.inputs = xrealloc(g.inputs, (g.ninputs + 1) * sizeof *g.inputs);
+        g.inputs[g.ninputs++] = (spec_gen_input){.event = (uint32_t)ev};
+        if (!at_punct(p, ','))
+            break;
+        p->i++;
+    }
+    if (rc == PAYI_OK)
+        rc = gen_clause(p, &g, "key", gen_key_stops, 0);
+    if (rc == PAYI_OK)
+        rc = gen_clause(p, &g, "day", gen_day_stops, 1);
+    if (rc == PAYI_OK)
+        rc = gen_clause(p, &g, "value", gen_value_stops, 2);
+    if (rc == PAYI_OK && take_kw(p, "with"))
+        rc = gen_params(p, &g);
+    if (rc == PAYI_OK)
+        rc = expect_kw(p, "emit", "in CREATE GENERATOR (EMIT <event type> names the events it derives)");
+    if (rc == PAYI_OK) {
+        int ev;
+        line_col(p, cur_off(p), &g.emit_line, &g.emit_col);
+        rc = find_event_ref(p, "EMIT", &ev);
+        g.emit = (uint32_t)ev;
+    }
+    if (rc == PAYI_OK)
+        rc = end_statement(p, "CREATE GENERATOR");
+    if (rc != PAYI_OK) {
+        generator_release(&g);
+        return rc;
+    }
+    payi_spec *s = p->spec;
+    s->generators = xrealloc(s->generators, (s->ngenerators + 1) * sizeof *s->generators);
+    s->generators[s->ngenerators++] = g;
+    return PAYI_OK;
+}
+
 static payi_code parse_statement(parser *p)
 {
     char d[64];
@@ -1093,7 +1268,9 @@ static payi_code parse_statement(parser *p)
         return parse_command(p);
     if (take_kw(p, "view"))
         return parse_view(p);
-    return fail_at(p, cur_off(p), "expected EVENT, AGGREGATE, COMMAND or VIEW after CREATE, found %s",
+    if (take_kw(p, "generator"))
+        return parse_generator(p);
+    return fail_at(p, cur_off(p), "expected EVENT, AGGREGATE, COMMAND, VIEW or GENERATOR after CREATE, found %s",
                    tok_desc(p, cur(p), d, sizeof d));
 }
 
@@ -1181,6 +1358,9 @@ void spec_free(payi_spec *s)
         free(s->views[k].delete_type);
     }
     free(s->views);
+    for (uint32_t k = 0; k < s->ngenerators; k++)
+        generator_release(&s->generators[k]);
+    free(s->generators);
     free(s->file);
     free(s);
 }

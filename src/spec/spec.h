@@ -27,6 +27,12 @@
  *   -- a view: PostgreSQL's SELECT, kept as text and compiled by view/viewdef.h
  *   CREATE VIEW name [DELETE ON Event] AS SELECT ...;
  *
+ *   -- a generator: derived events from a daily series per key, computed by
+ *   -- a kind of generator (gen/generator.h) with numeric parameters
+ *   CREATE GENERATOR rt USING rt_cori FROM CasesReported, CasesCorrected
+ *     KEY country DAY day VALUE new_cases
+ *     WITH (si_mean = 4.7, si_sd = 2.9) EMIT RtEstimated;
+ *
  * Lexical rules are PostgreSQL's: -- and block comments, 'strings' with ''
  * for a quote, "quoted identifiers", $$dollar$$ or $tag$quoting$tag$.
  * Unquoted field names fold to lower case (as in expressions); names of
@@ -119,6 +125,35 @@ typedef struct spec_view {
     uint32_t delete_line, delete_col;   /* of the type's name */
 } spec_view;
 
+/* CREATE GENERATOR: derived events computed by a kind of generator
+ * (gen/generator.h) from a daily series per key. */
+typedef struct spec_gen_input {
+    uint32_t event;        /* FROM: index into spec->events */
+    expr *key;             /* KEY (text), DAY (date), VALUE (bigint or double), over the event's fields */
+    expr *day;
+    expr *value;
+} spec_gen_input;
+
+typedef struct spec_gen_param {
+    char *name;            /* folded to lower case */
+    double value;
+    uint32_t line, col;    /* of the name */
+} spec_gen_param;
+
+typedef struct spec_generator {
+    char *name;
+    char *kind;            /* USING <kind>, folded; checked by the generator module */
+    uint32_t kind_line, kind_col;
+    char *key_name;        /* the KEY's column name when KEY is a plain column, else "key" */
+    spec_gen_input *inputs;
+    uint32_t ninputs;
+    spec_gen_param *params;
+    uint32_t nparams;
+    uint32_t emit;         /* EMIT: index into spec->events */
+    uint32_t emit_line, emit_col;
+    uint32_t line, col;    /* of the name */
+} spec_generator;
+
 typedef struct payi_spec {
     char *file;            /* as given, for messages */
     ev_schema **events;
@@ -129,6 +164,8 @@ typedef struct payi_spec {
     uint32_t ncommands;
     spec_view *views;
     uint32_t nviews;
+    spec_generator *generators;
+    uint32_t ngenerators;
 } payi_spec;
 
 /* Read and compile the spec in path.  PAYI_VALIDATION "path:line:col: ..."

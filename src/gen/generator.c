@@ -1,0 +1,674 @@
+/* generator.c — the generator engine (see generator.h for the contract).
+ *
+ * Design.
+ *
+ * One thread per generator.  At start it subscribes to the log from
+ * position 0 and replays every input: the series state of each key is
+ * rebuilt from history (batch) and then follows new events (live) through
+ * the same subscription and the same code.
+ *
+ * Per input event: decode its fields (typed record, or JSON for events
+ * written before the type was declared), evaluate KEY, DAY and VALUE
+ * compiled over that type's fields, find the key's series (a hash map of
+ * key -> series), fill the days between its last day and this one with 0,
+ * then push this day.  The kind answers rows; each row becomes one event of
+ * the EMIT type, typed, in stream "<generator>-<key>".
+ *
+ * Appends are gathered and submitted in batches (when the log is drained
+ * or 4,096 events are pending), one log_append per derived event, each with
+ * its derived id (FNV-1a of generator, key and row number, as UUID version
+ * 8): the log answers an id it already holds with the original position
+ * ("duplicate"), so replaying from 0 after a restart appends nothing twice.
+ * The status position moves only after a batch is durable.
+ *
+ * Invariants: a key's days reach its kind strictly increasing and gapless;
+ * a derived event's id depends only on (generator, key, row number), and
+ * row numbers depend only on the key's series: the same history gives the
+ * same ids.
+ */
+#include "gen/generator.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/buf.h"
+#include "base/json.h"
+#include "base/mem.h"
+#include "gen/rt.h"
+
+#define FLUSH_EVENTS 4096
+#define MAX_ROWS 64              /* rows one day may produce (a forecast's horizon) */
+#define KIND_MAX_PARAMS 8
+#define KIND_MAX_FIELDS 8
+
+/* ------------------------------------------------------------ kinds */
+
+typedef struct kind_field {
+    const char *name;
+    expr_type type;
+} kind_field;
+
+typedef struct gen_kind {
+    const char *name;
+    const char *params[KIND_MAX_PARAMS];
+    double defaults[KIND_MAX_PARAMS];
+    kind_field fields[KIND_MAX_FIELDS];   /* besides the key; NULL name ends */
+    payi_code (*open)(void **series, const double *params, payi_err *err);
+    void (*close)(void *series);
+    /* The next day of the series: rows (nfields values each, in fields
+     * order) into rows; returns their number (<= MAX_ROWS). */
+    size_t (*push)(void *series, int64_t day, int64_t value, expr_value *rows);
+    int64_t (*clamped)(const void *series);
+} gen_kind;
+
+static uint32_t kind_nfields(const gen_kind *k)
+{
+    uint32_t n = 0;
+    while (n < KIND_MAX_FIELDS && k->fields[n].name)
+        n++;
+    return n;
+}
+
+static uint32_t kind_nparams(const gen_kind *k)
+{
+    uint32_t n = 0;
+    while (n < KIND_MAX_PARAMS && k->params[n])
+        n++;
+    return n;
+}
+
+/* rt_cori: params si_mean, si_sd, window, prior_mean, prior_sd */
+
+typedef struct rt_series {
+    rt_state *st;
+    int64_t first_day;
+} rt_series;
+
+static payi_code rt_kind_open(void **out, const double *prm, payi_err *err)
+{
+    enum { SI_N = 256 };
+    double w[SI_N];
+    payi_code rc = rt_discr_si(prm[0], prm[1], SI_N, w, err);
+    if (rc != PAYI_OK)
+        return rc;
+    rt_config cfg;
+    rt_config_default(&cfg);
+    cfg.window = (int)prm[2];
+    cfg.prior_mean = prm[3];
+    cfg.prior_sd = prm[4];
+    rt_series *s = xcalloc(1, sizeof *s);
+    rc = rt_open(&s->st, w, SI_N, &cfg, err);
+    if (rc != PAYI_OK) {
+        free(s);
+        return rc;
+    }
+    s->first_day = INT64_MIN;
+    *out = s;
+    return PAYI_OK;
+}
+
+static void rt_kind_close(void *p)
+{
+    rt_series *s = p;
+    if (s)
+        rt_close(s->st);
+    free(s);
+}
+
+static size_t rt_kind_push(void *p, int64_t day, int64_t value, expr_value *rows)
+{
+    rt_series *s = p;
+    if (s->first_day == INT64_MIN)
+        s->first_day = day;
+    rt_estimate e;
+    if (!rt_push(s->st, value, &e))
+        return 0;
+    rows[0] = expr_date(s->first_day + e.t_end - 1);
+    rows[1] = expr_double(e.mean);
+    rows[2] = expr_double(e.sd);
+    rows[3] = expr_double(e.q[RT_MEDIAN]);
+    rows[4] = expr_double(e.q[RT_Q025]);
+    rows[5] = expr_double(e.q[RT_Q975]);
+    return 1;
+}
+
+static int64_t rt_kind_clamped(const void *p) { return rt_clamped(((const rt_series *)p)->st); }
+
+static const gen_kind kinds[] = {
+    {.name = "rt_cori",
+     .params = {"si_mean", "si_sd", "window", "prior_mean", "prior_sd"},
+     .defaults = {4.7, 2.9, 7, 5, 5},
+     .fields = {{"day", EXPR_DATE}, {"mean", EXPR_DOUBLE}, {"sd", EXPR_DOUBLE}, {"median", EXPR_DOUBLE},
+                {"q025", EXPR_DOUBLE}, {"q975", EXPR_DOUBLE}},
+     .open = rt_kind_open, .close = rt_kind_close, .push = rt_kind_push, .clamped = rt_kind_clamped},
+};
+
+static const gen_kind *kind_find(const char *name)
+{
+    for (size_t k = 0; k < sizeof kinds / sizeof *kinds; k++)
+        if (strcmp(kinds[k].name, name) == 0)
+            return &kinds[k];
+    return NULL;
+}
+
+/* ------------------------------------------------------------ checking */
+
+static payi_code check_params(const payi_spec *spec, const spec_generator *g, const gen_kind *k, double *out,
+                              payi_err *err)
+{
+    uint32_t np = kind_nparams(k);
+    memcpy(out, k->defaults, sizeof k->defaults);
+    for (uint32_t i = 0; i < g->nparams; i++) {
+        const spec_gen_param *p = &g->params[i];
+        uint32_t j = 0;
+        while (j < np && strcmp(k->params[j], p->name) != 0)
+            j++;
+        if (j == np) {
+            buf names = BUF_INIT;
+            for (uint32_t q = 0; q < np; q++)
+                buf_printf(&names, "%s%s", q ? ", " : "", k->params[q]);
+            payi_code rc = payi_err_set(err, PAYI_VALIDATION, NULL, "%s:%u:%u: %s has no parameter %s (its parameters: %s)",
+                                        spec->file, p->line, p->col, k->name, p->name, names.data ? names.data : "");
+            buf_release(&names);
+            return rc;
+        }
+        out[j] = p->value;
+    }
+    return PAYI_OK;
+}
+
+/* The EMIT type must carry the key and the kind's fields; the rest nullable. */
+static payi_code check_emit(const payi_spec *spec, const spec_generator *g, const gen_kind *k, payi_err *err)
+{
+    const ev_schema *es = spec->events[g->emit];
+    uint32_t nf = kind_nfields(k);
+    for (uint32_t i = 0; i <= nf; i++) {
+        const char *name = i == 0 ? g->key_name : k->fields[i - 1].name;
+        expr_type want = i == 0 ? EXPR_TEXT : k->fields[i - 1].type;
+        int f = schema_field_index(es, name, strlen(name));
+        if (f < 0 || es->fields[f].type != want)
+            return payi_err_set(err, PAYI_VALIDATION, NULL,
+                                "%s:%u:%u: generator %s emits %s, which needs the field %s %s%s", spec->file,
+                                g->emit_line, g->emit_col, g->name, es->name, name, expr_type_name(want),
+                                f < 0 ? "" : " (it is declared with another type)");
+    }
+    for (uint32_t f = 0; f < es->nfields; f++) {
+        bool ours = strcmp(es->fields[f].name, g->key_name) == 0;
+        for (uint32_t i = 0; i < nf && !ours; i++)
+            ours = strcmp(es->fields[f].name, k->fields[i].name) == 0;
+        if (!ours && es->fields[f].not_null && !es->fields[f].has_default)
+            return payi_err_set(err, PAYI_VALIDATION, NULL,
+                                "%s:%u:%u: generator %s cannot fill field %s of %s (NOT NULL without DEFAULT)",
+                                spec->file, g->emit_line, g->emit_col, g->name, es->fields[f].name, es->name);
+    }
+    return PAYI_OK;
+}
+
+static payi_code check_one(const payi_spec *spec, const spec_generator *g, double *params, const gen_kind **kind,
+                           payi_err *err)
+{
+    *kind = kind_find(g->kind);
+    if (!*kind) {
+        buf names = BUF_INIT;
+        for (size_t k = 0; k < sizeof kinds / sizeof *kinds; k++)
+            buf_printf(&names, "%s%s", k ? ", " : "", kinds[k].name);
+        payi_code rc = payi_err_set(err, PAYI_VALIDATION, NULL, "%s:%u:%u: unknown generator kind %s (kinds: %s)",
+                                    spec->file, g->kind_line, g->kind_col, g->kind, names.data);
+        buf_release(&names);
+        return rc;
+    }
+    payi_code rc = check_params(spec, g, *kind, params, err);
+    if (rc == PAYI_OK)
+        rc = check_emit(spec, g, *kind, err);
+    void *probe = NULL;
+    if (rc == PAYI_OK && (rc = (*kind)->open(&probe, params, err)) != PAYI_OK) {
+        char msg[sizeof err->msg];
+        snprintf(msg, sizeof msg, "%s", err->msg);
+        rc = payi_err_set(err, PAYI_VALIDATION, NULL, "%s:%u:%u: generator %s: %s", spec->file, g->line, g->col,
+                          g->name, msg);
+    }
+    if (probe)
+        (*kind)->close(probe);
+    return rc;
+}
+
+payi_code gen_check(const payi_spec *spec, payi_err *err)
+{
+    for (uint32_t i = 0; i < spec->ngenerators; i++) {
+        double params[KIND_MAX_PARAMS];
+        const gen_kind *k;
+        payi_code rc = check_one(spec, &spec->generators[i], params, &k, err);
+        if (rc != PAYI_OK)
+            return rc;
+    }
+    return PAYI_OK;
+}
+
+/* ------------------------------------------------------------ the engine */
+
+typedef struct series {
+    char *key;
+    uint32_t key_len;
+    uint64_t hash;
+    void *state;
+    int64_t last_day;            /* INT64_MIN: none yet */
+    uint64_t rows;               /* rows emitted so far: the next row's number */
+} series;
+
+typedef struct pending {         /* a derived event waiting for its batch */
+    uint32_t stream_off, stream_len;   /* in gen.text */
+    uint32_t data_off, data_len;
+    payi_uuid id;
+} pending;
+
+typedef struct gen {
+    gen_engine *eng;
+    const spec_generator *g;
+    const gen_kind *kind;
+    double params[KIND_MAX_PARAMS];
+    pthread_t thread;
+    bool started;
+    /* thread's own */
+    series *map;                 /* open addressing, power of two */
+    uint32_t cap, n;
+    pending *pend;
+    uint32_t npend, cappend;
+    buf text;                    /* streams and typed data of pending events */
+    expr_ctx ctx;
+    json_doc jd;
+    expr_value *slots;
+    expr_value rows[MAX_ROWS * (KIND_MAX_FIELDS + 1)];
+    expr_value *out;             /* EMIT slots */
+    uint32_t *out_map;           /* kind field i (0: key) -> EMIT field */
+    /* shared */
+    pthread_mutex_t mu;
+    gen_status st;
+} gen;
+
+struct gen_engine {
+    payi_log *log;
+    registry *reg;
+    const payi_spec *spec;
+    gen *gens;
+    uint32_t n;
+    _Atomic bool stopping;
+};
+
+static uint64_t fnv1a(const void *p, size_t n, uint64_t h)
+{
+    const unsigned char *s = p;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ s[i]) * 1099511628211ULL;
+    return h;
+}
+
+static uint64_t mix64(uint64_t x)
+{
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ULL;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+}
+
+/* The id of row number row of a key: the same history gives the same ids. */
+static void derived_id(const gen *G, const series *s, uint64_t row, payi_uuid *out)
+{
+    uint64_t h = fnv1a("gen\n", 4, 0xcbf29ce484222325ULL);
+    h = fnv1a(G->g->name, strlen(G->g->name) + 1, h);
+    h = fnv1a(s->key, s->key_len, h);
+    uint64_t h1 = mix64(fnv1a(&row, sizeof row, h));
+    uint64_t h2 = mix64(h1 ^ 0x9e3779b97f4a7c15ULL ^ row);
+    memcpy(out->b, &h1, 8);
+    memcpy(out->b + 8, &h2, 8);
+    out->b[6] = (uint8_t)((out->b[6] & 0x0f) | 0x80);   /* version 8: vendor-defined */
+    out->b[8] = (uint8_t)((out->b[8] & 0x3f) | 0x80);   /* RFC 4122 variant */
+}
+
+static void gen_error(gen *G, const char *what, const payi_err *err)
+{
+    pthread_mutex_lock(&G->mu);
+    snprintf(G->st.last_error, sizeof G->st.last_error, "%s: %s", what, err->msg);
+    pthread_mutex_unlock(&G->mu);
+}
+
+static series *series_get(gen *G, const char *key, uint32_t len, payi_err *err)
+{
+    if (2 * (G->n + 1) > G->cap) {
+        uint32_t nc = G->cap ? G->cap * 2 : 256;
+        series *nm = xcalloc(nc, sizeof *nm);
+        for (uint32_t i = 0; i < G->cap; i++)
+            if (G->map[i].key) {
+                uint32_t j = (uint32_t)G->map[i].hash & (nc - 1);
+                while (nm[j].key)
+                    j = (j + 1) & (nc - 1);
+                nm[j] = G->map[i];
+            }
+        free(G->map);
+        G->map = nm;
+        G->cap = nc;
+    }
+    uint64_t h = fnv1a(key, len, 0xcbf29ce484222325ULL);
+    uint32_t i = (uint32_t)h & (G->cap - 1);
+    for (; G->map[i].key; i = (i + 1) & (G->cap - 1))
+        if (G->map[i].hash == h && G->map[i].key_len == len && memcmp(G->map[i].key, key, len) == 0)
+            return &G->map[i];
+    series *s = &G->map[i];
+    void *st;
+    if (G->kind->open(&st, G->params, err) != PAYI_OK)
+        return NULL;
+    *s = (series){.key = xmalloc(len + 1), .key_len = len, .hash = h, .state = st, .last_day = INT64_MIN};
+    memcpy(s->key, key, len);
+    s->key[len] = 0;
+    G->n++;
+    return s;
+}
+
+/* The fields of an input event as the spec declares them. */
+static bool decode_input(gen *G, const ev_schema *decl, const log_event *ev, payi_err *err)
+{
+    if (ev->encoding == LOG_ENC_TYPED) {
+        uint32_t id;
+        const ev_schema *s = schema_data_id(ev->data, ev->data_len, &id) ? registry_by_id(G->eng->reg, id) : NULL;
+        if (!s) {
+            payi_err_set(err, PAYI_CORRUPT, NULL, "event %" PRIu64 ": typed data of an unknown schema", ev->position);
+            return false;
+        }
+        if (schema_check_layout(s, ev->data, ev->data_len, err) != PAYI_OK)
+            return false;
+        for (uint32_t f = 0; f < decl->nfields; f++) {   /* by name: an older version of the type may differ */
+            int i = s == decl ? (int)f : schema_field_index(s, decl->fields[f].name, strlen(decl->fields[f].name));
+            if (i >= 0 && s->fields[i].type == decl->fields[f].type)
+                schema_get(s, ev->data, ev->data_len, (uint32_t)i, &G->slots[f]);
+            else
+                G->slots[f] = expr_null(decl->fields[f].type);
+        }
+        return true;
+    }
+    json_error je;
+    if (!json_parse(&G->jd, ev->data, ev->data_len, NULL, &je) || G->jd.nodes[0].kind != JSON_OBJECT) {
+        payi_err_set(err, PAYI_BAD_JSON, NULL, "event %" PRIu64 ": data is not a JSON object", ev->position);
+        return false;
+    }
+    return schema_decode_json(decl, &G->jd, 0, "data", G->slots, &G->ctx, err) == PAYI_OK;
+}
+
+static int input_index(const gen *G, const log_event *ev)
+{
+    const payi_spec *spec = G->eng->spec;
+    for (uint32_t k = 0; k < G->g->ninputs; k++) {
+        const char *name = spec->events[G->g->inputs[k].event]->name;
+        if (strlen(name) == ev->type_len && memcmp(name, ev->type, ev->type_len) == 0)
+            return (int)k;
+    }
+    return -1;
+}
+
+/* One derived event into the pending batch. */
+static void emit_row(gen *G, series *s, const expr_value *row)
+{
+    const ev_schema *es = G->eng->spec->events[G->g->emit];
+    uint32_t nf = kind_nfields(G->kind);
+    for (uint32_t f = 0; f < es->nfields; f++)
+        G->out[f] = es->fields[f].has_default ? es->fields[f].def : expr_null(es->fields[f].type);
+    G->out[G->out_map[0]] = expr_text(s->key, s->key_len);
+    for (uint32_t i = 0; i < nf; i++)
+        G->out[G->out_map[i + 1]] = row[i];
+    if (G->npend == G->cappend) {
+        G->cappend = G->cappend ? G->cappend * 2 : 1024;
+        G->pend = xrealloc(G->pend, G->cappend * sizeof *G->pend);
+    }
+    pending *p = &G->pend[G->npend++];
+    p->stream_off = (uint32_t)G->text.len;
+    buf_printf(&G->text, "%s-", G->g->name);
+    buf_put(&G->text, s->key, s->key_len);
+    p->stream_len = (uint32_t)(G->text.len - p->stream_off);
+    p->data_off = (uint32_t)G->text.len;
+    schema_encode(es, G->out, &G->text);
+    p->data_len = (uint32_t)(G->text.len - p->data_off);
+    derived_id(G, s, s->rows++, &p->id);
+}
+
+/* Apply one input event. */
+static void apply_input(gen *G, const log_event *ev)
+{
+    int k = input_index(G, ev);
+    if (k < 0 || (ev->stream_len && ev->stream[0] == '$'))
+        return;
+    const spec_gen_input *in = &G->g->inputs[k];
+    const ev_schema *decl = G->eng->spec->events[in->event];
+    payi_err err;
+    expr_value key, day, val;
+    expr_ctx_reset(&G->ctx);
+    bool ok = decode_input(G, decl, ev, &err) && expr_eval(in->key, G->slots, &G->ctx, &key, &err) == PAYI_OK &&
+              expr_eval(in->day, G->slots, &G->ctx, &day, &err) == PAYI_OK &&
+              expr_eval(in->value, G->slots, &G->ctx, &val, &err) == PAYI_OK;
+    if (ok && (key.null || day.null || val.null)) {
+        payi_err_set(&err, PAYI_VALIDATION, NULL, "event %" PRIu64 ": KEY, DAY or VALUE is NULL", ev->position);
+        ok = false;
+    }
+    int64_t v = 0;
+    if (ok) {
+        double d = val.type == EXPR_BIGINT ? (double)val.i : val.d;
+        ok = val.type == EXPR_BIGINT || (isfinite(d) && d == floor(d) && fabs(d) < 9e15);
+        v = val.type == EXPR_BIGINT ? val.i : (int64_t)d;
+        if (!ok)
+            payi_err_set(&err, PAYI_VALIDATION, NULL, "event %" PRIu64 ": VALUE %g is not a whole number", ev->position, d);
+    }
+    series *s = ok ? series_get(G, key.s, key.len, &err) : NULL;
+    if (!s) {
+        pthread_mutex_lock(&G->mu);
+        G->st.skipped++;
+        snprintf(G->st.last_error, sizeof G->st.last_error, "%s", err.msg);
+        pthread_mutex_unlock(&G->mu);
+        return;
+    }
+    if (s->last_day != INT64_MIN && day.i <= s->last_day) {
+        pthread_mutex_lock(&G->mu);
+        G->st.late_values++;
+        pthread_mutex_unlock(&G->mu);
+        return;
+    }
+    /* gapless: the days in between count 0 */
+    for (int64_t d = s->last_day == INT64_MIN ? day.i : s->last_day + 1; d <= day.i; d++) {
+        size_t nrows = G->kind->push(s->state, d, d == day.i ? v : 0, G->rows);
+        uint32_t nf = kind_nfields(G->kind);
+        for (size_t r = 0; r < nrows; r++)
+            emit_row(G, s, &G->rows[r * nf]);
+    }
+    s->last_day = day.i;
+    pthread_mutex_lock(&G->mu);
+    G->st.inputs++;
+    G->st.keys = G->n;
+    pthread_mutex_unlock(&G->mu);
+}
+
+/* Append the pending events, durably; true when every one is in the log. */
+static bool flush_pending(gen *G, uint64_t position)
+{
+    if (G->npend) {
+        log_event_in *ins = xcalloc(G->npend, sizeof *ins);
+        log_append *aps = xcalloc(G->npend, sizeof *aps);
+        const ev_schema *es = G->eng->spec->events[G->g->emit];
+        for (uint32_t i = 0; i < G->npend; i++) {
+            const pending *p = &G->pend[i];
+            ins[i] = (log_event_in){.type = es->name, .type_len = (uint32_t)strlen(es->name),
+                                    .data = G->text.data + p->data_off, .data_len = p->data_len,
+                                    .encoding = LOG_ENC_TYPED, .id = p->id, .has_id = true};
+            aps[i] = (log_append){.stream = G->text.data + p->stream_off, .stream_len = p->stream_len,
+                                  .expected = LOG_EXPECT_ANY, .events = &ins[i], .nevents = 1};
+        }
+        log_submission *sub = log_submit(G->eng->log, aps, G->npend, false);
+        log_wait(G->eng->log, sub);
+        uint64_t fresh = 0, repeated = 0;
+        bool ok = true;
+        for (uint32_t i = 0; i < G->npend; i++) {
+            if (aps[i].status != PAYI_OK) {
+                if (ok)
+                    gen_error(G, "append", &aps[i].err);
+                ok = false;
+            } else if (ins[i].duplicate) {
+                repeated++;
+            } else {
+                fresh++;
+            }
+        }
+        free(ins);
+        free(aps);
+        pthread_mutex_lock(&G->mu);
+        G->st.emitted += fresh;
+        G->st.repeated += repeated;
+        pthread_mutex_unlock(&G->mu);
+        if (!ok)
+            return false;
+        G->npend = 0;
+        buf_reset(&G->text);
+    }
+    int64_t clamped = 0;
+    for (uint32_t i = 0; i < G->cap; i++)
+        if (G->map[i].key && G->kind->clamped)
+            clamped += G->kind->clamped(G->map[i].state);
+    pthread_mutex_lock(&G->mu);
+    G->st.position = position;
+    G->st.clamped = (uint64_t)clamped;
+    pthread_mutex_unlock(&G->mu);
+    return true;
+}
+
+static void *gen_main(void *arg)
+{
+    gen *G = arg;
+    log_cursor c;
+    log_cursor_at(&c, 0);
+    log_sub *sub = log_sub_open(G->eng->log, &c);
+    uint64_t next = 0;
+    while (!atomic_load(&G->eng->stopping)) {
+        log_event ev;
+        payi_err err;
+        payi_code rc = log_sub_next(sub, &ev, G->npend ? 0 : 200, &err);
+        if (rc == PAYI_OK) {
+            apply_input(G, &ev);
+            next = ev.position + 1;
+            if (G->npend < FLUSH_EVENTS)
+                continue;
+        } else if (rc != PAYI_TIMEOUT) {
+            gen_error(G, "reading the log", &err);
+            pthread_mutex_lock(&G->mu);
+            G->st.failed = true;
+            pthread_mutex_unlock(&G->mu);
+            break;
+        }
+        if (!flush_pending(G, next)) {   /* the log refused (read-only, disk full): stop, visibly */
+            pthread_mutex_lock(&G->mu);
+            G->st.failed = true;
+            pthread_mutex_unlock(&G->mu);
+            break;
+        }
+    }
+    log_sub_close(sub);
+    return NULL;
+}
+
+static void gen_release(gen *G)
+{
+    for (uint32_t i = 0; i < G->cap; i++)
+        if (G->map[i].key) {
+            G->kind->close(G->map[i].state);
+            free(G->map[i].key);
+        }
+    free(G->map);
+    free(G->pend);
+    buf_release(&G->text);
+    expr_ctx_release(&G->ctx);
+    json_doc_release(&G->jd);
+    free(G->slots);
+    free(G->out);
+    free(G->out_map);
+    pthread_mutex_destroy(&G->mu);
+}
+
+static payi_code gen_init(gen_engine *e, gen *G, const spec_generator *g, payi_err *err)
+{
+    const payi_spec *spec = e->spec;
+    G->eng = e;
+    G->g = g;
+    payi_code rc = check_one(spec, g, G->params, &G->kind, err);
+    if (rc != PAYI_OK)
+        return rc;
+    pthread_mutex_init(&G->mu, NULL);
+    expr_ctx_init(&G->ctx);
+    uint32_t most = 1;
+    for (uint32_t k = 0; k < g->ninputs; k++)
+        if (spec->events[g->inputs[k].event]->nfields > most)
+            most = spec->events[g->inputs[k].event]->nfields;
+    G->slots = xcalloc(most, sizeof *G->slots);
+    const ev_schema *es = spec->events[g->emit];
+    G->out = xcalloc(es->nfields + 1, sizeof *G->out);
+    uint32_t nf = kind_nfields(G->kind);
+    G->out_map = xcalloc(nf + 1, sizeof *G->out_map);
+    for (uint32_t i = 0; i <= nf; i++) {
+        const char *name = i == 0 ? g->key_name : G->kind->fields[i - 1].name;
+        G->out_map[i] = (uint32_t)schema_field_index(es, name, strlen(name));   /* check_one made sure */
+    }
+    return PAYI_OK;
+}
+
+payi_code gen_engine_open(gen_engine **out, payi_log *log, registry *reg, const payi_spec *spec, payi_err *err)
+{
+    gen_engine *e = xcalloc(1, sizeof *e);
+    e->log = log;
+    e->reg = reg;
+    e->spec = spec;
+    e->gens = xcalloc(spec->ngenerators + 1, sizeof *e->gens);
+    payi_code rc = PAYI_OK;
+    for (uint32_t i = 0; rc == PAYI_OK && i < spec->ngenerators; i++) {
+        rc = gen_init(e, &e->gens[i], &spec->generators[i], err);
+        if (rc == PAYI_OK)
+            e->n++;
+    }
+    for (uint32_t i = 0; rc == PAYI_OK && i < e->n; i++) {
+        if (pthread_create(&e->gens[i].thread, NULL, gen_main, &e->gens[i]) != 0)
+            rc = payi_err_sys(err, PAYI_INTERNAL, errno, "cannot start the thread of generator %s",
+                              spec->generators[i].name);
+        else
+            e->gens[i].started = true;
+    }
+    if (rc != PAYI_OK) {
+        gen_engine_close(e);
+        return rc;
+    }
+    *out = e;
+    return PAYI_OK;
+}
+
+void gen_engine_close(gen_engine *e)
+{
+    if (!e)
+        return;
+    atomic_store(&e->stopping, true);
+    for (uint32_t i = 0; i < e->n; i++)
+        if (e->gens[i].started)
+            pthread_join(e->gens[i].thread, NULL);
+    for (uint32_t i = 0; i < e->n; i++)
+        gen_release(&e->gens[i]);
+    free(e->gens);
+    free(e);
+}
+
+uint32_t gen_engine_count(const gen_engine *e) { return e ? e->n : 0; }
+
+const char *gen_engine_name(const gen_engine *e, uint32_t i) { return e->gens[i].g->name; }
+
+void gen_engine_status(gen_engine *e, uint32_t i, gen_status *out)
+{
+    gen *G = &e->gens[i];
+    pthread_mutex_lock(&G->mu);
+    *out = G->st;
+    pthread_mutex_unlock(&G->mu);
+}
