@@ -52,6 +52,7 @@ typedef struct centry {
     bool valid;
     int64_t version;               /* -1: the stream has no event */
     uint32_t unsettled;            /* events submitted on this state whose appends have not completed */
+    payi_uuid last_id;             /* the id of the state's last event (when version >= 0) */
     buf state;
 } centry;
 
@@ -439,6 +440,7 @@ typedef struct fold_ctx {
     expr_ctx ctx;                  /* its own: the job's arena holds the command's decoded text */
     int cur;
     int64_t version;
+    payi_uuid last_id;
     payi_code rc;
 } fold_ctx;
 
@@ -447,6 +449,7 @@ static int fold_one(void *vctx, const log_event *ev)
     fold_ctx *f = vctx;
     job *j = f->j;
     f->version = (int64_t)ev->version;
+    f->last_id = ev->id;
     int evi = spec_find_event(j->en->spec, ev->type, ev->type_len);
     const spec_on *on = evi >= 0 ? spec_aggregate_on(f->agg, (uint32_t)evi) : NULL;
     if (!on)
@@ -486,6 +489,7 @@ static payi_code rebuild_state(job *j, centry *e)
         buf_reset(&e->state);
         schema_encode(j->agg->state, f->state, &e->state);
         e->version = f->version;
+        e->last_id = f->last_id;
         e->valid = true;
     }
     buf_release(&f->bufs[0]);
@@ -766,6 +770,12 @@ static payi_code decide_and_submit(job *j)
     }
     if (rc == PAYI_OK && j->nev > 0) {
         j->waiting = true;
+        /* The decision holds only after the state's last event: if that
+         * one is still in flight and fails, its version slot may be taken
+         * by another append, and the version alone would match. */
+        j->a.check_prev = j->agg && j->decided_version >= 0;
+        if (j->a.check_prev)
+            j->a.prev_id = j->entry->last_id;
         if (j->wake)
             log_submit_cb(en->log, &j->a, 1, false, job_appended, j);
         else
@@ -778,6 +788,7 @@ static payi_code decide_and_submit(job *j)
             j->next_state = tmp;
             j->entry->version += j->nev;
             j->entry->unsettled += j->nev;
+            j->entry->last_id = j->in[j->nev - 1].id;   /* set by the submission, in this thread */
         }
     }
     if (j->agg)

@@ -27,6 +27,8 @@ typedef struct stream_entry {
     uint64_t count;
     uint64_t cap;
     uint64_t pending;      /* writer only: versions including staged, unpublished ones */
+    payi_uuid last_id;     /* writer only: the id of the last staged event, when last_id_known */
+    bool last_id_known;    /* false until this process appended to the stream */
 } stream_entry;
 
 typedef struct stream_table {

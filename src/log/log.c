@@ -1158,6 +1158,8 @@ static void encode_events(payi_log *log, log_append *a, stream_entry *s)
             .data_len = e->data_len,
         };
         r.batch_index = (uint32_t)(r.position - batch_first);
+        s->last_id = e->id;
+        s->last_id_known = true;
         r.flags = (uint8_t)(e->encoding << REC_ENC_SHIFT);
         if (e->has_id) {
             r.id = e->id;
@@ -1215,6 +1217,12 @@ static void stage_append(payi_log *log, log_append *a, log_submission *sub)
     uint64_t have = s ? s->pending : 0;
     a->actual_version = (int64_t)have - 1;
     payi_code rc = check_expected(a, have, &err);
+    if (rc == PAYI_OK && a->check_prev && a->expected >= 0 && s && s->last_id_known &&
+        memcmp(&s->last_id, &a->prev_id, sizeof a->prev_id) != 0)
+        rc = payi_err_set(&err, PAYI_CONFLICT, "expected_version",
+                          "stream \"%.*s\" is at version %" PRId64 " but its last event is not the one this "
+                          "append was decided after", (int)(a->stream_len < 200 ? a->stream_len : 200), a->stream,
+                          a->actual_version);
     if (rc == PAYI_OK)
         rc = make_room(log, append_bytes(a), &err);
     if (rc != PAYI_OK)

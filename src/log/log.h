@@ -93,6 +93,13 @@ typedef struct log_append {
     uint32_t nevents;
     bool probe;               /* only look the ids up: PAYI_OK with the originals' positions when
                                  every event repeats an id, PAYI_NOT_FOUND when none does; appends nothing */
+    /* With a numeric expected version: the stream's last event must also be
+     * the one with this id, or the append is a conflict.  A decision made
+     * on a state that included an event still in flight names it here, so
+     * that if that event failed (its slot taken by another append) the
+     * decision fails too instead of matching the version by coincidence. */
+    bool check_prev;
+    payi_uuid prev_id;
     /* result, valid once the append completed */
     payi_code status;
     int64_t actual_version;   /* on PAYI_CONFLICT: the stream's version (-1: no stream) */

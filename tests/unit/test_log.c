@@ -289,6 +289,48 @@ TEST(log_expected_version)
     log_close(log);
 }
 
+/* A decision made after a given event holds only if that event is still
+ * the stream's last: a version matched by coincidence is a conflict. */
+TEST(log_expected_previous_event)
+{
+    const char *dir = test_tmpdir();
+    log_options o = opts_none();
+    payi_log *log = open_log(dir, &o);
+    log_event_in first = {.type = "T", .type_len = 1, .data = "{}", .data_len = 2};
+    log_append a = {.stream = "p", .stream_len = 1, .expected = LOG_EXPECT_NO_STREAM, .events = &first, .nevents = 1};
+    CHECK_EQ_INT(log_append_one(log, &a), PAYI_OK);
+    payi_uuid after_first = first.id;
+    /* another append takes version 1 */
+    CHECK_EQ_INT(put(log, "p", 0, "T", "{}", NULL, NULL, NULL, NULL), PAYI_OK);
+    /* decided after `first` expecting version 0: the version check alone catches it */
+    log_event_in e = {.type = "T", .type_len = 1, .data = "{}", .data_len = 2};
+    log_append b = {.stream = "p", .stream_len = 1, .expected = 0, .events = &e, .nevents = 1, .check_prev = true,
+                    .prev_id = after_first};
+    CHECK_EQ_INT(log_append_one(log, &b), PAYI_CONFLICT);
+    /* expecting version 1 (as if `first` had been followed by an event of ours that failed) but
+     * naming `first` as the last event: the version matches, the event does not */
+    log_append c = {.stream = "p", .stream_len = 1, .expected = 1, .events = &e, .nevents = 1, .check_prev = true,
+                    .prev_id = after_first};
+    CHECK_EQ_INT(log_append_one(log, &c), PAYI_CONFLICT);
+    CHECK(strstr(c.err.msg, "last event is not the one") != NULL);
+    CHECK_EQ_U64(log_head(log), 2);
+    /* naming the real last event: appended */
+    log_event_in last;
+    uint64_t pos;
+    CHECK_EQ_INT(put(log, "q", LOG_EXPECT_ANY, "T", "{}", NULL, &pos, NULL, NULL), PAYI_OK);
+    log_event_in f = {.type = "T", .type_len = 1, .data = "{}", .data_len = 2};
+    log_append d = {.stream = "q", .stream_len = 1, .expected = LOG_EXPECT_ANY, .events = &f, .nevents = 1};
+    CHECK_EQ_INT(log_append_one(log, &d), PAYI_OK);
+    last = f;
+    log_event_in g = {.type = "T", .type_len = 1, .data = "{}", .data_len = 2};
+    log_append h = {.stream = "q", .stream_len = 1, .expected = 1, .events = &g, .nevents = 1, .check_prev = true,
+                    .prev_id = last.id};
+    CHECK_EQ_INT(log_append_one(log, &h), PAYI_OK);
+    CHECK_EQ_U64(log_head(log), 5);
+    (void)pos;
+    log_close(log);
+}
+
 TEST(log_atomic_multi_event_append)
 {
     const char *dir = test_tmpdir();

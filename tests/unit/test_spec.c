@@ -54,7 +54,7 @@ static const mistake MISTAKES[] = {
     {"garbage after a statement", EV "CREATE COMMAND C (x text) STREAM x EMIT A (x); garbage", 2, 48, "garbage",
      "expected CREATE EVENT, CREATE AGGREGATE, CREATE COMMAND or CREATE VIEW, found \"garbage\""},
     {"CREATE TABLE", "CREATE TABLE A (x text);", 1, 8, "TABLE",
-     "expected EVENT, AGGREGATE, COMMAND or VIEW after CREATE, found \"TABLE\""},
+     "expected EVENT, AGGREGATE, COMMAND, VIEW or GENERATOR after CREATE, found \"TABLE\""},
     {"missing ';' at the end", "CREATE EVENT A (x text)", 1, 24, "",
      "expected ';' to end CREATE EVENT, found end of file"},
     {"missing ';' between statements", "CREATE EVENT A (x text)\nCREATE EVENT B (x text);", 2, 1, "CREATE",
