@@ -4,6 +4,8 @@
 #   make SANITIZE=address,undefined   the same under ASan+UBSan, in build-san/
 #   make test             install what is missing, build, run every test suite
 #   make bench            run the benchmarks in bench/ (starts PostgreSQL, Redis)
+#   make demo             install what is missing, build, run the COVID-19 monitoring demo
+#   make web              the dashboard's assets (web/ + uPlot from npm) into web/dist
 #   make fuzz             build the libFuzzer targets (clang) into build-fuzz/
 
 CC      ?= cc
@@ -11,7 +13,7 @@ CC      ?= cc
 PKGS    = libmicrohttpd luajit sqlite3 libpq
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
-ifeq ($(filter clean deps test demo bench fuzz,$(MAKECMDGOALS)),)
+ifeq ($(filter clean deps test demo bench fuzz web,$(MAKECMDGOALS)),)
 ifneq ($(shell pkg-config --exists $(PKGS) && echo yes),yes)
 $(error missing libraries: $(PKGS); run scripts/deps.sh build (apt-get install libmicrohttpd-dev libluajit-5.1-dev libsqlite3-dev libpq-dev))
 endif
@@ -73,14 +75,23 @@ test:
 fuzz:
 	@tests/fuzz/build.sh
 
+# The dashboard's assets (web/src + uPlot from npm) into web/dist, served at /.
+.PHONY: web
+web:
+	@scripts/web.sh
+
 bench:
 	@scripts/deps.sh bench
 	@$(MAKE) --no-print-directory all
 	@bench/run.sh
 
+# The COVID-19 monitoring app on the real JHU data, dashboard on
+# http://127.0.0.1:8080/ (DEMO_FLAGS=--fast: everything at once).
 demo:
-	@echo "payi: 'make demo' arrives with the COVID-19 monitoring app (issue 5); it does not exist yet." >&2
-	@exit 1
+	@scripts/deps.sh demo
+	@$(MAKE) --no-print-directory -s all
+	@scripts/web.sh
+	build/payi demo $(DEMO_FLAGS)
 
 clean:
 	rm -rf build build-san build-fuzz

@@ -5,7 +5,7 @@
 set -euo pipefail
 
 build_pkgs=(gcc make pkg-config libmicrohttpd-dev libpg-query-dev libluajit-5.1-dev libsqlite3-dev libpq-dev)
-test_pkgs=(clang libclang-rt-14-dev python3-pytest postgresql sqlite3)
+test_pkgs=(clang libclang-rt-14-dev python3-pytest postgresql sqlite3 chromium)
 bench_pkgs=(postgresql redis-server linux-perf wrk)
 
 case "${1:-build}" in
@@ -15,6 +15,12 @@ case "${1:-build}" in
   demo)  want=("${build_pkgs[@]}") ;;
   *) echo "usage: $0 build|test|bench|demo" >&2; exit 2 ;;
 esac
+
+# The dashboard is built with npm and tested with playwright-core: take the
+# machine's Node.js when there is one, else Debian's.
+if [ "${1:-build}" = demo ] || [ "${1:-build}" = test ]; then
+  command -v npm >/dev/null 2>&1 || want+=(nodejs npm)
+fi
 
 missing=()
 for p in "${want[@]}"; do

@@ -4,6 +4,7 @@
 
 #include "bench/bench.h"
 #include "cli/cli.h"
+#include "demo/demo.h"
 #include "ingest/ingest.h"
 #include "serve/serve.h"
 
@@ -17,6 +18,7 @@ static const char usage[] =
     "  sql      read-only SQL on the read store where the views land\n"
     "  replay   rebuild views from the whole log, swapped in atomically\n"
     "  ingest   files (JHU, WHO, NDJSON) whose rows become commands of a spec\n"
+    "  demo     the COVID-19 monitoring app on real data, with its dashboard\n"
     "  bench    built-in benchmarks: payi bench append\n"
     "\n"
     "payi is an event store and fast-data engine: the Payi architecture in one program.\n";
@@ -40,6 +42,8 @@ int main(int argc, char **argv)
         return cli_check(argc - 1, argv + 1);
     if (!strcmp(verb, "sql"))
         return cli_sql(argc - 1, argv + 1);
+    if (!strcmp(verb, "demo"))
+        return demo_main(argc - 1, argv + 1);
     if (!strcmp(verb, "ingest"))
         return ingest_main(argc - 1, argv + 1);
     if (!strcmp(verb, "replay"))

@@ -2,7 +2,8 @@
 # The whole test suite: what `make test` and CI run.
 #   1. dev build (-Werror) and the C unit tests
 #   2. black-box tests of the real binary and the crash test (pytest)
-#   3. the fuzz targets, briefly (FUZZ_SECONDS, default 30 each)
+#   3. the fuzz targets, briefly (FUZZ_SECONDS, default 30 each); the
+#      dashboard in headless Chromium (tests/browser)
 #   4. the ASan+UBSan build: unit tests and black-box tests again
 # Closes with one line "N passed, N failed" summing every suite.
 set -uo pipefail
@@ -61,6 +62,11 @@ fi
 run_suite unit build/test_unit
 run_suite blackbox env PAYI_BIN="$PWD/build/payi" "${PYTEST[@]}" tests/blackbox tests/crash/crash_test.py
 run_suite fuzz tests/fuzz/run.sh
+if scripts/web.sh >"$TMPDIR/payi-web.log" 2>&1; then
+  run_suite browser env PAYI_BIN="$PWD/build/payi" tests/browser/run.sh
+else
+  tail -5 "$TMPDIR/payi-web.log"; count browser 0 1
+fi
 
 if make -j2 SANITIZE=address,undefined build-san/payi build-san/test_unit >"$TMPDIR/payi-build-san.log" 2>&1; then
   export ASAN_OPTIONS=abort_on_error=1:detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1

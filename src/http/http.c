@@ -9,6 +9,7 @@
  *   GET  /all                ?from=POSITION&limit=N&backwards=BOOL
  *   GET  /events             ?from=POSITION, or the Last-Event-ID header: SSE
  *   GET  /health, GET /metrics
+ *   GET  /, GET /assets/...  the dashboard's built files (static.c; HEAD too)
  *   anything else: 404 not_found; a known path with another method: 405.
  *
  * Threading: MHD runs a small pool of threads (one per CPU by default), each
@@ -66,6 +67,7 @@
 #include "base/mem.h"
 #include "base/timefmt.h"
 #include "event/evjson.h"
+#include "http/static.h"
 #include "view/view.h"
 
 #define SSE_SLICE_MS 250          /* how often an idle event stream looks at its client and at shutdown */
@@ -87,13 +89,14 @@ typedef enum {
     R_VIEW,        /* GET /views/{name} */
     R_VIEW_CHANGES,/* GET /views/{name}/changes */
     R_SQL,         /* POST /sql */
+    R_STATIC,      /* GET / and /assets/...: the dashboard (static.c) */
     R_OTHER,       /* 404 and 405 */
     R__N
 } route;
 
 static const char *const route_label[R__N] = {
     "POST /commands/{name}", "POST /streams/{stream}", "GET /streams/{stream}", "GET /all", "GET /events", "GET /health", "GET /metrics",
-    "GET /views/{name}", "GET /views/{name}/changes", "POST /sql", "other"};
+    "GET /views/{name}", "GET /views/{name}/changes", "POST /sql", "GET /assets", "other"};
 
 #define HIST_N 14
 static const double hist_le[HIST_N] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
@@ -1276,7 +1279,7 @@ static void metrics_views(buf *out, view_engine *ve)
 
 /* ---------------------------------------------------------------- routing */
 
-typedef enum { P_NONE, P_STREAMS, P_ALL, P_EVENTS, P_HEALTH, P_METRICS, P_COMMANDS, P_VIEWS, P_VIEW_CHANGES, P_SQL } path_kind;
+typedef enum { P_NONE, P_STREAMS, P_ALL, P_EVENTS, P_HEALTH, P_METRICS, P_COMMANDS, P_VIEWS, P_VIEW_CHANGES, P_SQL, P_STATIC } path_kind;
 
 static path_kind match_path(const char *url, const char **stream, size_t *stream_len)
 {
@@ -1302,6 +1305,11 @@ static path_kind match_path(const char *url, const char **stream, size_t *stream
         }
         return memchr(*stream, '/', *stream_len) || *stream_len == 0 ? P_NONE : k;
     }
+    if (!strcmp(url, "/") || !strncmp(url, "/assets/", 8)) {
+        *stream = url;
+        *stream_len = strlen(url);
+        return P_STATIC;
+    }
     return !strcmp(url, "/all")       ? P_ALL
            : !strcmp(url, "/sql")     ? P_SQL
            : !strcmp(url, "/events")  ? P_EVENTS
@@ -1321,6 +1329,11 @@ static route pick_route(path_kind p, const char *method, int *status)
     if (p == P_NONE) {
         *status = MHD_HTTP_NOT_FOUND;
         return R_OTHER;
+    }
+    if (p == P_STATIC) {
+        if (!get && strcmp(method, MHD_HTTP_METHOD_HEAD))
+            *status = MHD_HTTP_METHOD_NOT_ALLOWED;
+        return R_STATIC;
     }
     if (p == P_STREAMS && post)
         return R_APPEND;
@@ -1370,10 +1383,10 @@ static enum MHD_Result begin(http_req *r, struct MHD_Connection *c, const char *
         route_error(r, status, url, method);
         return MHD_YES;
     }
-    if ((p == P_STREAMS || p == P_COMMANDS || p == P_VIEWS || p == P_VIEW_CHANGES) &&
+    if ((p == P_STREAMS || p == P_COMMANDS || p == P_VIEWS || p == P_VIEW_CHANGES || p == P_STATIC) &&
         !pct_decode(stream, stream_len, &r->stream)) {
         payi_err e;
-        payi_err_set(&e, PAYI_VALIDATION, p == P_STREAMS ? "stream" : p == P_COMMANDS ? "command" : "view",
+        payi_err_set(&e, PAYI_VALIDATION, p == P_STREAMS ? "stream" : p == P_COMMANDS ? "command" : p == P_STATIC ? "path" : "view",
                      "the name in the path has a malformed %%-escape");
         early_error(r, payi_code_http(e.code), payi_code_word(e.code), &e);
         return MHD_YES;
@@ -1415,6 +1428,7 @@ static enum MHD_Result answer(http_req *r, struct MHD_Connection *c)
     case R_VIEW: return handle_view(r, c);
     case R_VIEW_CHANGES: return handle_view_changes(r, c);
     case R_SQL: return handle_sql(r, c);
+    case R_STATIC: return (r->status = static_answer(c, r->stream.data ? r->stream.data : "", r->stream.len)) ? MHD_YES : MHD_NO;
     case R_OTHER:
     case R__N: break;
     }

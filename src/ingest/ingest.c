@@ -264,6 +264,19 @@ static payi_code ingest_ndjson(run *r, const buf *text)
     return PAYI_OK;
 }
 
+payi_code ingest_load_jhu(const char *path, covid_kind kind, covid_jhu **out, payi_err *err)
+{
+    buf text = BUF_INIT;
+    payi_code rc = read_whole(path, &text, err);
+    if (rc == PAYI_OK) {
+        csv_reader *csv = csv_open_mem(text.data ? text.data : "", text.len, path, NULL);
+        rc = covid_jhu_read(out, csv, kind, 0, err);
+        csv_close(csv);
+    }
+    buf_release(&text);
+    return rc;
+}
+
 payi_code ingest_file(cmd_engine *e, const char *command, const char *path, ingest_progress_fn progress, void *ctx,
                       ingest_stats *stats, payi_err *err)
 {

@@ -45,4 +45,9 @@ typedef void (*ingest_progress_fn)(void *ctx, const char *file, uint64_t done, u
 payi_code ingest_file(cmd_engine *e, const char *command, const char *path, ingest_progress_fn progress, void *ctx,
                       ingest_stats *stats, payi_err *err);
 
+/* A JHU time-series file (path, possibly .gz) read whole into *out
+ * (ingest/covid.h), with the default rules. */
+#include "ingest/covid.h"
+payi_code ingest_load_jhu(const char *path, covid_kind kind, covid_jhu **out, payi_err *err);
+
 #endif

@@ -272,7 +272,19 @@ static int backend_open(serve_config *c, backend *b)
     return 0;
 }
 
-static int run(serve_config *c)
+typedef struct task_thread {
+    const serve_task *task;
+    serve_parts parts;
+} task_thread;
+
+static void *task_main(void *arg)
+{
+    task_thread *t = arg;
+    t->task->start(t->task->ctx, &t->parts);
+    return NULL;
+}
+
+static int run(serve_config *c, const serve_task *task)
 {
     sigset_t stop;
     if (!block_stop_signals(&stop)) {
@@ -294,21 +306,32 @@ static int run(serve_config *c)
         return 1;
     }
     fprintf(stderr, "payi: listening on %s\n", http_url(srv));
+    task_thread tt = {task, {b.log, b.cmd, b.views, b.gens, http_url(srv)}};
+    pthread_t task_tid;
+    bool task_started = task && pthread_create(&task_tid, NULL, task_main, &tt) == 0;
+    if (task && !task_started)
+        fprintf(stderr, "payi: cannot start the demo's feeder thread\n");
     int sig = 0;
     while (sigwait(&stop, &sig) != 0)
         ;   /* sigwait fails only for a bad set; ours is fixed, so this does not spin */
     fprintf(stderr, "payi: %s: stopping\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    if (task_started) {
+        task->stop(task->ctx);
+        pthread_join(task_tid, NULL);
+    }
     http_stop(srv);
     backend_close(&b);
     fprintf(stderr, "payi: stopped\n");
     return 0;
 }
 
-int serve_main(int argc, char **argv)
+int serve_main_with(int argc, char **argv, const serve_task *task)
 {
     serve_config c = {.dir = CLI_DEFAULT_DATA};
     log_options_default(&c.log);
     http_options_default(&c.http);
     int r = parse_args(argc, argv, &c);
-    return r >= 0 ? r : run(&c);
+    return r >= 0 ? r : run(&c, task);
 }
+
+int serve_main(int argc, char **argv) { return serve_main_with(argc, argv, NULL); }

@@ -7,4 +7,25 @@
 
 int serve_main(int argc, char **argv);
 
+/* What `payi demo` runs inside a serving process: start() once the server
+ * listens (on a thread of its own, which it may keep busy: stop() is called
+ * from the main thread at SIGINT/SIGTERM before anything closes, and must
+ * make start() return). */
+#include "command/command.h"
+#include "gen/generator.h"
+#include "view/view.h"
+typedef struct serve_parts {
+    payi_log *log;
+    cmd_engine *cmd;
+    view_engine *views;
+    gen_engine *gens;
+    const char *url;
+} serve_parts;
+typedef struct serve_task {
+    void (*start)(void *ctx, const serve_parts *parts);
+    void (*stop)(void *ctx);
+    void *ctx;
+} serve_task;
+int serve_main_with(int argc, char **argv, const serve_task *task);
+
 #endif
