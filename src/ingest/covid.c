@@ -91,13 +91,20 @@ static bool parse_int(const char *p, size_t len, bool allow_negative, int64_t *o
     if (i == len)
         return false;
     uint64_t v = 0, limit = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
-    for (; i < len; i++) {
-        if (p[i] < '0' || p[i] > '9')
-            return false;
-        uint64_t d = (uint64_t)(p[i] - '0');
-        if (v > (limit - d) / 10)
-            return false;
-        v = v * 10 + d;
+    if (len - i <= 18) {   /* the usual case: 18 digits cannot overflow, check only digits */
+        for (; i < len; i++) {
+            unsigned d = (unsigned)(unsigned char)p[i] - '0';
+            if (d > 9)
+                return false;
+            v = v * 10 + d;
+        }
+    } else {
+        for (; i < len; i++) {
+            unsigned d = (unsigned)(unsigned char)p[i] - '0';
+            if (d > 9 || v > (limit - d) / 10)
+                return false;
+            v = v * 10 + d;
+        }
     }
     *out = neg ? (v == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)v) : (int64_t)v;
     return true;
@@ -162,6 +169,9 @@ static const char *mdy(int64_t day, char out[16])
 }
 
 static bool field_is(const csv_field *f, const char *s) { return f->len == strlen(s) && memcmp(f->p, s, f->len) == 0; }
+
+/* Input offset just past field f (exact unless it held "" escapes). */
+static uint64_t field_end(const csv_field *f) { return f->at + f->len + (f->quoted ? 2 : 0); }
 
 /* A copy of a name field as a C string; NUL bytes refused (the copy would lie). */
 static payi_code name_copy(const csv_reader *csv, const csv_field *f, const char *what, char **out, payi_err *err)
@@ -238,7 +248,7 @@ static payi_code jhu_header(covid_jhu *j, csv_reader *csv, payi_err *err)
         return csv_fail(csv, err, PAYI_VALIDATION, csv_offset(csv), "empty file: no header row");
     for (size_t i = 0; i < JHU_KEYS; i++) {
         if (i >= row.n)
-            return csv_fail(csv, err, PAYI_VALIDATION, row.f[row.n - 1].at + row.f[row.n - 1].len,
+            return csv_fail(csv, err, PAYI_VALIDATION, field_end(&row.f[row.n - 1]),
                             "missing column %zu '%s' (the JHU header starts Province/State,Country/Region,Lat,Long)",
                             i + 1, jhu_keys[i]);
         if (!field_is(&row.f[i], jhu_keys[i]))
@@ -246,7 +256,7 @@ static payi_code jhu_header(covid_jhu *j, csv_reader *csv, payi_err *err)
                             (int)(row.f[i].len > 60 ? 60 : row.f[i].len), row.f[i].p, jhu_keys[i]);
     }
     if (row.n == JHU_KEYS)
-        return csv_fail(csv, err, PAYI_VALIDATION, row.f[row.n - 1].at + row.f[row.n - 1].len,
+        return csv_fail(csv, err, PAYI_VALIDATION, field_end(&row.f[row.n - 1]),
                         "no date columns after Long");
     for (size_t i = JHU_KEYS; i < row.n; i++) {
         const csv_field *f = &row.f[i];
@@ -260,7 +270,8 @@ static payi_code jhu_header(covid_jhu *j, csv_reader *csv, payi_err *err)
             char want[16];
             return csv_fail(csv, err, PAYI_VALIDATION, f->at,
                             "date header '%.*s' in column %zu should be %s: one column per day, in order",
-                            (int)f->len, f->p, i + 1, mdy(j->first_day + (int64_t)(i - JHU_KEYS), want));
+                            (int)(f->len > 60 ? 60 : f->len), f->p, i + 1,
+                            mdy(j->first_day + (int64_t)(i - JHU_KEYS), want));
         }
     }
     j->ndays = row.n - JHU_KEYS;
@@ -322,7 +333,8 @@ static int row_cmp(const void *a, const void *b)
  * refuses a repeated row (H5). */
 static payi_code jhu_sum(covid_jhu *j, jhu_load *ld, payi_err *err)
 {
-    qsort(ld->rows, ld->nrows, sizeof *ld->rows, row_cmp);
+    if (ld->nrows > 1)   /* qsort wants a non-NULL base even for 0 items */
+        qsort(ld->rows, ld->nrows, sizeof *ld->rows, row_cmp);
     size_t nc = 0;
     for (size_t i = 0; i < ld->nrows; i++) {
         if (i > 0 && strcmp(ld->rows[i - 1].country, ld->rows[i].country) == 0 &&
@@ -594,7 +606,8 @@ static payi_code who_load_sorted(covid_who *w, payi_err *err)
     }
     if (more < 0)
         return err->code;
-    qsort_r(w->recs, w->nrecs, sizeof *w->recs, rec_cmp, w->arena.data);   /* glibc's, -D_GNU_SOURCE */
+    if (w->nrecs > 1)   /* glibc qsort_r (-D_GNU_SOURCE): a context, no global */
+        qsort_r(w->recs, w->nrecs, sizeof *w->recs, rec_cmp, w->arena.data);
     for (size_t i = 1; i < w->nrecs; i++) {
         const who_rec *a = &w->recs[i - 1], *b = &w->recs[i];
         if (a->day == b->day && strcmp(w->arena.data + a->code, w->arena.data + b->code) == 0) {
@@ -602,7 +615,8 @@ static payi_code who_load_sorted(covid_who *w, payi_err *err)
             unsigned m, d;
             expr_civil_from_days(b->day, &y, &m, &d);
             return payi_err_set(err, PAYI_VALIDATION, NULL,
-                                "%s:%llu:1: a second row for Country_code '%s' on %04lld-%02u-%02u (first at line %llu)",
+                                "%s:%llu:1: a second row for Country_code '%s' on %04lld-%02u-%02u "
+                                "(first at line %llu)",
                                 csv_name(w->csv), (unsigned long long)b->line, w->arena.data + b->code, (long long)y, m,
                                 d, (unsigned long long)a->line);
         }

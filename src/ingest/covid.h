@@ -19,8 +19,9 @@
  * out unless COVID_JHU_KEEP_NON_COUNTRIES is given.
  *
  * WHO weekly file (WHO-COVID-19-global-data.csv): its rows, typed, empty cells
- * as missing; in file order (streamed), or sorted by (Country_code, day) with
- * COVID_WHO_SORTED (read whole, duplicates refused).
+ * as missing; in file order (streamed, errors as they come, no duplicate
+ * check), or sorted by (Country_code, day) with COVID_WHO_SORTED (read whole
+ * at open, a repeated (Country_code, day) refused).
  *
  * Days are days since 1970-01-01 (expr_days_from_civil), the DATE encoding of
  * src/spec/expr.h.

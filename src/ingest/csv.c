@@ -235,8 +235,11 @@ void csv_where(const csv_reader *r, uint64_t at, uint64_t *line, uint64_t *col)
     *col = end - line_start + 1;
 }
 
-__attribute__((format(printf, 7, 0))) static payi_code vfail(const csv_reader *r, payi_err *err, payi_code code, uint64_t at, uint64_t *line, uint64_t *col,
-                       const char *fmt, va_list ap)
+/* Formats "NAME:LINE:COL: message" for offset `at` into err; the position
+ * found is also returned in *line, *col. */
+__attribute__((format(printf, 7, 0))) static payi_code vfail(const csv_reader *r, payi_err *err, payi_code code,
+                                                             uint64_t at, uint64_t *line, uint64_t *col,
+                                                             const char *fmt, va_list ap)
 {
     char msg[400];
     vsnprintf(msg, sizeof msg, fmt, ap);
