@@ -98,7 +98,7 @@ typedef struct rt_config {
     double prior_sd;     /* prior sd of R; default 5 */
     /* The SI is truncated at the smallest K whose tail Σ_{k>K} w_k is at
      * most si_cut · Σ w: weights beyond it are dropped from Λ.  Default
-     * 1e-14, which keeps discr_si(4.7, 2.9) to k <= 92 and moves posterior
+     * 1e-14, which keeps discr_si(4.7, 2.9) to k <= 91 and moves posterior
      * means by < 3e-13 relative even after a large wave (rt.c explains);
      * 0 keeps every weight up to the last non-zero one. */
     double si_cut;
@@ -132,9 +132,11 @@ double rt_si_mean(const rt_state *st);    /* Σ k·w_k of the untruncated SI */
  * one).  Owned by st, valid until rt_close. */
 const double *rt_si(const rt_state *st, size_t *n);
 
-/* Copy the last min(n, rt_days, SI support) clamped daily counts, oldest
- * first, into dst; returns how many.  That is all the history the renewal
- * equation needs to look ahead (see forecast.h). */
+/* Copy the last min(n, rt_days, max(SI support, window, RT_HISTORY_MIN))
+ * clamped daily counts, oldest first, into dst; returns how many.  That is
+ * all the history the forecast needs (forecast.h): the SI support for Λ,
+ * 34 days for its dispersion fit. */
+#define RT_HISTORY_MIN 64
 size_t rt_history(const rt_state *st, double *dst, size_t n);
 
 /* ---- batch ---- */
