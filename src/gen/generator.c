@@ -102,6 +102,7 @@ static payi_code rt_kind_open(void **out, const double *prm, payi_err *err)
     cfg.window = (int)prm[2];
     cfg.prior_mean = prm[3];
     cfg.prior_sd = prm[4];
+    cfg.quantiles = 1u << RT_MEDIAN | 1u << RT_Q025 | 1u << RT_Q975;   /* what the events carry */
     rt_series *s = xcalloc(1, sizeof *s);
     rc = rt_open(&s->st, w, SI_N, &cfg, err);
     if (rc != PAYI_OK) {

@@ -357,6 +357,12 @@ payi_code rt_discr_si(double mean, double sd, size_t n, double *w, payi_err *err
 void rt_posterior(double prior_mean, double prior_sd, double sum_cases, double sum_lambda,
                   rt_estimate *out)
 {
+    rt_posterior_some(prior_mean, prior_sd, sum_cases, sum_lambda, RT_ALL_QUANTILES, out);
+}
+
+void rt_posterior_some(double prior_mean, double prior_sd, double sum_cases, double sum_lambda, unsigned quantiles,
+                       rt_estimate *out)
+{
     const double a = (prior_mean / prior_sd) * (prior_mean / prior_sd);
     const double b = prior_sd * prior_sd / prior_mean;
     out->sum_cases = sum_cases;
@@ -365,8 +371,8 @@ void rt_posterior(double prior_mean, double prior_sd, double sum_cases, double s
     out->scale = 1 / (1 / b + sum_lambda);
     out->mean = out->shape * out->scale;
     out->sd = sqrt(out->shape) * out->scale;
-    for (int i = 0; i < RT_NQ; i++)
-        out->q[i] = rt_qgamma(rt_quantile_p[i], out->shape, out->scale);
+    for (int i = 0; i < RT_NQ; i++)   /* each costs O(sqrt(shape)): only those asked for */
+        out->q[i] = quantiles >> i & 1 ? rt_qgamma(rt_quantile_p[i], out->shape, out->scale) : NAN;
 }
 
 /* ======================================================================
@@ -393,6 +399,7 @@ void rt_config_default(rt_config *cfg)
     cfg->prior_mean = 5;
     cfg->prior_sd = 5;
     cfg->si_cut = 1e-14;
+    cfg->quantiles = RT_ALL_QUANTILES;
 }
 
 static payi_code check_config(const rt_config *cfg, payi_err *err)
@@ -528,7 +535,8 @@ bool rt_push(rt_state *st, int64_t cases, rt_estimate *out)
         sum_lambda += st->lam[(size_t)(s - 1) % (size_t)window];
     out->t_start = t - window + 1;
     out->t_end = t;
-    rt_posterior(st->cfg.prior_mean, st->cfg.prior_sd, (double)st->sum_cases, sum_lambda, out);
+    rt_posterior_some(st->cfg.prior_mean, st->cfg.prior_sd, (double)st->sum_cases, sum_lambda, st->cfg.quantiles,
+                      out);
     return true;
 }
 

@@ -89,6 +89,9 @@ typedef struct rt_estimate {
  * with the prior a = (prior_mean/prior_sd)^2, b = prior_sd^2/prior_mean. */
 void rt_posterior(double prior_mean, double prior_sd, double sum_cases, double sum_lambda,
                   rt_estimate *out);
+/* The same with only the quantiles whose bit is set in `quantiles`. */
+void rt_posterior_some(double prior_mean, double prior_sd, double sum_cases, double sum_lambda, unsigned quantiles,
+                       rt_estimate *out);
 
 /* ---- the streaming estimator ---- */
 
@@ -102,7 +105,12 @@ typedef struct rt_config {
      * means by < 3e-13 relative even after a large wave (rt.c explains);
      * 0 keeps every weight up to the last non-zero one. */
     double si_cut;
+    /* Which of the RT_NQ quantiles rt_push computes (bit i: q[i]; the others
+     * are NaN): each costs O(sqrt(shape)) evaluations of P.  Default all. */
+    unsigned quantiles;
 } rt_config;
+
+#define RT_ALL_QUANTILES ((1u << RT_NQ) - 1)
 
 void rt_config_default(rt_config *cfg);
 
