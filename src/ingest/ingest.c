@@ -30,7 +30,7 @@
 #include "log/log.h"
 #include "spec/spec.h"
 
-#define BATCH_LINES 8192
+#define BATCH_LINES 1024   /* lines per cmd_execute_ndjson: its calls are recycled up to this many */
 #define SHOW_ERRORS 5
 
 /* ------------------------------------------------------------ reading */
@@ -89,13 +89,32 @@ static file_format format_of(const char *path, const buf *text)
 
 /* ------------------------------------------------------------ running */
 
+/* "YYYY-MM-DD" without printf: this runs once per command. */
+static void put_day(buf *b, int64_t day)
+{
+    int64_t y;
+    unsigned m, d;
+    expr_civil_from_days(day, &y, &m, &d);
+    char t[13] = {'"', (char)('0' + y / 1000 % 10), (char)('0' + y / 100 % 10), (char)('0' + y / 10 % 10),
+                  (char)('0' + y % 10), '-', (char)('0' + m / 10), (char)('0' + m % 10), '-', (char)('0' + d / 10),
+                  (char)('0' + d % 10), '"', 0};
+    buf_put(b, t, 12);
+}
+
+/* Where a command came from: a JHU cell (country, day) or a line. */
+typedef struct origin {
+    const char *country;         /* NULL: a line number */
+    int64_t day;
+    uint64_t line;
+} origin;
+
 typedef struct run {
     cmd_engine *e;
     const char *command;
     const char *file;
     buf body;                    /* the batch being built */
     uint32_t lines;
-    char **what;                 /* per line of the batch: what it came from, for errors */
+    origin *what;                /* per line of the batch: where it came from, for errors */
     ingest_stats *st;
     int shown;
     ingest_progress_fn progress;
@@ -113,8 +132,18 @@ static void count_answers(run *r, const buf *out)
         r->st->commands++;
         if (!strncmp(p, "{\"error\"", 8)) {
             r->st->failed++;
-            if (r->shown++ < SHOW_ERRORS)
-                fprintf(stderr, "payi ingest: %s, %s: %.*s\n", r->file, r->what[line], (int)(le - p), p);
+            if (r->shown++ < SHOW_ERRORS) {
+                const origin *o = &r->what[line];
+                buf where = BUF_INIT;
+                if (o->country) {
+                    buf_printf(&where, "%s ", o->country);
+                    put_day(&where, o->day);
+                } else {
+                    buf_printf(&where, "line %" PRIu64, o->line);
+                }
+                fprintf(stderr, "payi ingest: %s, %s: %.*s\n", r->file, where.data, (int)(le - p), p);
+                buf_release(&where);
+            }
         } else {
             const char *ev = strstr(p, "\"events\":");
             uint64_t n = ev && ev < le ? strtoull(ev + 9, NULL, 10) : 0;
@@ -137,8 +166,6 @@ static void flush_batch(run *r)
     cmd_execute_ndjson(r->e, r->command, strlen(r->command), r->body.data, r->body.len, &out);
     count_answers(r, &out);
     buf_release(&out);
-    for (uint32_t i = 0; i < r->lines; i++)
-        free(r->what[i]);
     r->done += r->lines;
     r->lines = 0;
     buf_reset(&r->body);
@@ -146,8 +173,8 @@ static void flush_batch(run *r)
         r->progress(r->pctx, r->file, r->done, r->total);
 }
 
-/* One command line (fields already in r->body up to now) and what it is. */
-static void end_line(run *r, char *what)
+/* One command line (fields already in r->body up to now) and where it came from. */
+static void end_line(run *r, origin what)
 {
     buf_putc(&r->body, '\n');
     r->what[r->lines++] = what;
@@ -155,21 +182,6 @@ static void end_line(run *r, char *what)
         flush_batch(r);
 }
 
-static void put_day(buf *b, int64_t day)
-{
-    int64_t y;
-    unsigned m, d;
-    expr_civil_from_days(day, &y, &m, &d);
-    buf_printf(b, "\"%04lld-%02u-%02u\"", (long long)y, m, d);
-}
-
-static char *describe(const char *country, int64_t day)
-{
-    buf b = BUF_INIT;
-    buf_printf(&b, "%s ", country);
-    put_day(&b, day);
-    return b.data;
-}
 
 static payi_code ingest_jhu(run *r, const buf *text, payi_err *err)
 {
@@ -186,8 +198,10 @@ static payi_code ingest_jhu(run *r, const buf *text, payi_err *err)
         json_put_string(&r->body, pt.country, strlen(pt.country));
         buf_puts(&r->body, ",\"day\":");
         put_day(&r->body, pt.day);
-        buf_printf(&r->body, ",\"cumulative\":%" PRId64 "}", pt.cumulative);
-        end_line(r, describe(pt.country, pt.day));
+        buf_puts(&r->body, ",\"cumulative\":");
+        buf_put_i64(&r->body, pt.cumulative);
+        buf_putc(&r->body, '}');
+        end_line(r, (origin){.country = pt.country, .day = pt.day});
     }
     flush_batch(r);
     covid_jhu_close(j);
@@ -232,9 +246,7 @@ static payi_code ingest_who(run *r, const buf *text, payi_err *err)
         put_count(&r->body, "new_deaths", row.new_deaths);
         put_count(&r->body, "cumulative_deaths", row.cumulative_deaths);
         buf_putc(&r->body, '}');
-        buf b = BUF_INIT;
-        buf_printf(&b, "line %" PRIu64, row.line);
-        end_line(r, b.data);
+        end_line(r, (origin){.line = row.line});
     }
     flush_batch(r);
     covid_who_close(w);
@@ -254,9 +266,7 @@ static payi_code ingest_ndjson(run *r, const buf *text)
         line++;
         if (le > p) {
             buf_put(&r->body, p, (size_t)(le - p));
-            buf b = BUF_INIT;
-            buf_printf(&b, "line %" PRIu64, line);
-            end_line(r, b.data);
+            end_line(r, (origin){.line = line});
         }
         p = nl ? nl + 1 : end;
     }
@@ -291,8 +301,6 @@ payi_code ingest_file(cmd_engine *e, const char *command, const char *path, inge
         case FMT_NDJSON: rc = ingest_ndjson(&r, &text); break;
         }
     }
-    for (uint32_t i = 0; i < r.lines; i++)
-        free(r.what[i]);
     free(r.what);
     buf_release(&r.body);
     buf_release(&text);
