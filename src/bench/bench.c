@@ -1,4 +1,8 @@
-/* bench.c — payi bench append: the log's own append rate, in process.
+/* bench.c — payi bench append: the log's own append rate, in process;
+ * payi bench reopen: time to open a big log; payi bench http: runs the
+ * repository's bench/http.sh (HTTP API against its peers) on this binary.
+ *
+ * payi bench append:
  *
  * (a) batched: one producer submits --batch events at a time as atomic
  *     appends of --per-append events to one stream each (default 100: the
@@ -10,8 +14,10 @@
  * Durability is fsync unless told otherwise; every figure is of durable appends. */
 #include "bench/bench.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +26,7 @@
 
 #include "base/mem.h"
 #include "base/timefmt.h"
+#include "bench/benchviews.h"
 #include "cli/cli.h"
 #include "log/log.h"
 
@@ -512,18 +519,114 @@ static int bench_reopen(int argc, char **argv)
     return 0;
 }
 
+/* ---- payi bench http: the repository's bench/http.sh, on this binary ---- */
+
+static const char http_help[] =
+    "usage: payi bench http [--json] [--seconds S] [--perf]\n"
+    "\n"
+    "Runs the repository's bench/http.sh on this binary (PAYI_BIN is set to it): durable commands\n"
+    "(POST /commands/Count of bench/specs/counter.payi, one per request and NDJSON batches) and raw\n"
+    "appends under wrk -c64, beside a bare libmicrohttpd server, the JSON parser's parse-only rate\n"
+    "and PostgreSQL doing the same command in PL/pgSQL under pgbench; checks the targets and writes\n"
+    "bench/results/http.md and http.json.  Prints the markdown report, or the JSON with --json.\n"
+    "--seconds sets each run's length (BENCH_SECONDS, default 10; the whole run is about 2 minutes);\n"
+    "--perf profiles the server with perf during the one-command-per-request run (BENCH_PERF=1).\n"
+    "Needs wrk, pgbench (postgresql), libmicrohttpd-dev, curl (scripts/deps.sh bench) and root\n"
+    "(PostgreSQL runs as the postgres user).  The script is found at ../bench/http.sh from this\n"
+    "binary's directory (build/payi), or at $PAYI_REPO/bench/http.sh.\n";
+
+static int bench_http(int argc, char **argv)
+{
+    static const struct option opts[] = {{"json", no_argument, NULL, 'j'},
+                                         {"seconds", required_argument, NULL, 's'},
+                                         {"perf", no_argument, NULL, 'p'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {0, 0, 0, 0}};
+    bool json = false;
+    int c;
+    uint64_t v;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'j': json = true; break;
+        case 's':
+            if (!cli_parse_u64(optarg, &v) || v == 0 || v > 600) {
+                fprintf(stderr, "payi bench: --seconds must be 1..600\n");
+                return 2;
+            }
+            setenv("BENCH_SECONDS", optarg, 1);
+            break;
+        case 'p': setenv("BENCH_PERF", "1", 1); break;
+        case 'h': fputs(http_help, stdout); return 0;
+        default: fputs(http_help, stderr); return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "payi bench http: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0) {
+        fprintf(stderr, "payi bench http: cannot read /proc/self/exe: %s\n", strerror(errno));
+        return 1;
+    }
+    self[n] = '\0';
+    char script[PATH_MAX + 32];
+    const char *repo = getenv("PAYI_REPO");
+    if (repo && *repo) {
+        snprintf(script, sizeof script, "%s/bench/http.sh", repo);
+    } else {
+        char *slash = strrchr(self, '/');
+        int dir_len = slash ? (int)(slash - self) : 0;
+        snprintf(script, sizeof script, "%.*s/../bench/http.sh", dir_len, self);
+    }
+    if (access(script, R_OK) != 0) {
+        fprintf(stderr,
+                "payi bench http: cannot find the benchmark script: %s: %s\n"
+                "  it is looked for at ../bench/http.sh from the binary (%s), or at $PAYI_REPO/bench/http.sh;\n"
+                "  run payi from the repository's build directory or set PAYI_REPO to the repository\n",
+                script, strerror(errno), self);
+        return 1;
+    }
+    char resolved[PATH_MAX];
+    if (realpath(script, resolved))
+        snprintf(script, sizeof script, "%s", resolved);
+    if (setenv("PAYI_BIN", self, 1) != 0) {
+        perror("payi bench http: setenv");
+        return 1;
+    }
+    char *args[] = {"bash", script, json ? "--json" : NULL, NULL};
+    fflush(NULL);
+    execv("/bin/bash", args);
+    fprintf(stderr, "payi bench http: cannot run /bin/bash %s: %s\n", script, strerror(errno));
+    return 1;
+}
+
 int bench_main(int argc, char **argv)
 {
     if (argc < 2 || !strcmp(argv[1], "--help")) {
         FILE *f = argc < 2 ? stderr : stdout;
-        fputs("payi bench append | reopen   (payi bench NAME --help)\n\n", f);
+        fputs("payi bench append | reopen | http | views | views-latency   (payi bench NAME --help)\n\n", f);
         fputs(bench_help, f);
+        fputs("\n", f);
+        fputs(http_help, f);
+        fputs("\n", f);
+        fputs("payi bench views: view maintenance on Nexmark (bench/views.sh); payi bench views-latency:\n"
+              "command acknowledgement -> change on /views/{name}/changes (see their --help).\n", f);
         return argc < 2 ? 2 : 0;
     }
     if (!strcmp(argv[1], "append"))
         return bench_append(argc - 1, argv + 1);
     if (!strcmp(argv[1], "reopen"))
         return bench_reopen(argc - 1, argv + 1);
-    fprintf(stderr, "payi bench: unknown benchmark '%s' (known: append, reopen)\n", argv[1]);
+    if (!strcmp(argv[1], "http"))
+        return bench_http(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "views"))
+        return bench_views(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "views-latency"))
+        return bench_views_latency(argc - 1, argv + 1);
+    fprintf(stderr, "payi bench: unknown benchmark '%s' (known: append, reopen, http, views, views-latency)\n",
+            argv[1]);
     return 2;
 }
