@@ -914,7 +914,8 @@ static void run_views(payi_log *log, registry *reg, const payi_spec *spec, const
         r->v[i].cpu_s = -1;
         r->v[i].rows = -1;
     }
-    if (check_fresh(rs->url, &sub, r->error, sizeof r->error) != 0) {
+    bool dry = strcmp(rs->url, "dry:") == 0;   /* fold only: view_options.dry_run, no store */
+    if (!dry && check_fresh(rs->url, &sub, r->error, sizeof r->error) != 0) {
         r->status = 1;
         free(sub.views);
         return;
@@ -926,7 +927,8 @@ static void run_views(payi_log *log, registry *reg, const payi_spec *spec, const
         pgcpu_sample(rs->url, &pg0);
     view_options o;
     view_options_default(&o);
-    o.store_url = rs->url;
+    o.store_url = dry ? NULL : rs->url;
+    o.dry_run = dry;
     o.live = true;
     cpu_self c0 = self_cpu(RUSAGE_SELF);
     int64_t t0 = time_mono_ns();
@@ -995,7 +997,8 @@ static void run_views(payi_log *log, registry *reg, const payi_spec *spec, const
     r->wall_s = (double)(t1 - t0) / 1e9;
     r->cpu = (cpu_self){c1.user - c0.user, c1.sys - c0.sys};
     if (r->status == 0)
-        run_checks(r, ve, tot);
+        if (!dry)   /* a dry run writes no rows to check */
+            run_checks(r, ve, tot);
     view_engine_close(ve);
     free(done);
     free(fresh);
@@ -1282,7 +1285,8 @@ static const char views_help[] =
     "fresh log in DIR (default: a new directory under $TMPDIR, removed afterwards), then:\n"
     "  --run VIEWS=URL   opens the view engine on that log with the views of the spec (VIEWS: all,\n"
     "                    or a comma list such as q17) and the store URL (sqlite:PATH or\n"
-    "                    postgresql://...; it must not hold these views yet) and times it until\n"
+    "                    postgresql://...; it must not hold these views yet; dry: folds and writes\n"
+    "                    nothing, view_options.dry_run) and times it until\n"
     "                    every view has folded every event: wall time, CPU of the process, of each\n"
     "                    view's thread and of the PostgreSQL server; then checks the rows.\n"
     "                    Repeatable; default all=sqlite:DIR/views.db.\n"
