@@ -916,6 +916,29 @@ static payi_code sse_from(struct MHD_Connection *c, uint64_t *from, payi_err *er
     return PAYI_OK;
 }
 
+/* Queue the event stream s as the answer; hello is sent at once, so the
+ * client sees the stream open before any event.  s lives on with the
+ * queued response and is freed by sse_free. */
+static enum MHD_Result sse_respond(http_req *r, struct MHD_Connection *c, sse *s, const char *hello)
+{
+    buf_puts(&s->out, hello);
+    atomic_fetch_add_explicit(&r->srv->sse_clients, 1, memory_order_relaxed);
+    struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, SSE_BLOCK, sse_read, s, sse_free);
+    if (!resp) {
+        sse_free(s);
+        return MHD_NO;
+    }
+    enum MHD_Result rc = MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
+    if (rc == MHD_YES)
+        rc = MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+    if (rc == MHD_YES)
+        rc = MHD_queue_response(c, MHD_HTTP_OK, resp);
+    MHD_destroy_response(resp);
+    if (rc == MHD_YES)
+        r->status = MHD_HTTP_OK;
+    return rc;
+}
+
 static enum MHD_Result handle_events(http_req *r, struct MHD_Connection *c)
 {
     payi_err err;
@@ -934,22 +957,7 @@ static enum MHD_Result handle_events(http_req *r, struct MHD_Connection *c)
     log_cursor_at(&cur, from);
     s->sub = log_sub_open(r->srv->log, &cur);
     s->keepalive_at = time_mono_ns() + keepalive_ns(s);
-    buf_puts(&s->out, ": payi events\n\n");   /* the client sees the stream open before any event */
-    atomic_fetch_add_explicit(&r->srv->sse_clients, 1, memory_order_relaxed);
-    struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, SSE_BLOCK, sse_read, s, sse_free);
-    if (!resp) {
-        sse_free(s);
-        return MHD_NO;
-    }
-    enum MHD_Result rc = MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
-    if (rc == MHD_YES)
-        rc = MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
-    if (rc == MHD_YES)
-        rc = MHD_queue_response(c, MHD_HTTP_OK, resp);
-    MHD_destroy_response(resp);   /* s lives on with the queued response; freed by sse_free */
-    if (rc == MHD_YES)
-        r->status = MHD_HTTP_OK;
-    return rc;
+    return sse_respond(r, c, s, ": payi events\n\n");
 }
 
 /* ---------------------------------------------------------------- GET /health, GET /metrics */
@@ -1188,22 +1196,7 @@ static enum MHD_Result handle_view_changes(http_req *r, struct MHD_Connection *c
     s->view = r->view;
     s->seq = seq;
     s->keepalive_at = time_mono_ns() + keepalive_ns(s);
-    buf_puts(&s->out, ": payi view changes\n\n");
-    atomic_fetch_add_explicit(&r->srv->sse_clients, 1, memory_order_relaxed);
-    struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, SSE_BLOCK, sse_read, s, sse_free);
-    if (!resp) {
-        sse_free(s);
-        return MHD_NO;
-    }
-    enum MHD_Result rc = MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
-    if (rc == MHD_YES)
-        rc = MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
-    if (rc == MHD_YES)
-        rc = MHD_queue_response(c, MHD_HTTP_OK, resp);
-    MHD_destroy_response(resp);
-    if (rc == MHD_YES)
-        r->status = MHD_HTTP_OK;
-    return rc;
+    return sse_respond(r, c, s, ": payi view changes\n\n");
 }
 
 /* POST /sql: the statement as the body (text), or {"sql":"..."} as JSON. */

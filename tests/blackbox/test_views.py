@@ -519,13 +519,13 @@ def test_payi_sql_cli(start, tmp_path):
 # changes over SSE
 
 
-def read_sse(port, path, want, timeout=10):
-    """Open an SSE stream and collect `want` events (dicts with event/data/id)."""
+def read_sse(port, path, want, ready, timeout=10):
+    """Open an SSE stream, set `ready` once it is open, and collect `want`
+    events (dicts with event/data/id)."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
     buf, events = b"", []
     deadline = time.monotonic() + timeout
-    ready = threading.Event()
     try:
         while len(events) < want and time.monotonic() < deadline:
             chunk = sock.recv(65536)
@@ -551,10 +551,10 @@ def read_sse(port, path, want, timeout=10):
 def test_changes_stream_pushes_committed_rows(start):
     s = start()
     view_rows(s, "by_shop", seed_small(s))            # committed before the stream opens: not sent
-    got = []
-    t = threading.Thread(target=lambda: got.extend(read_sse(s.port, "/views/by_shop/changes", 2)))
+    got, ready = [], threading.Event()
+    t = threading.Thread(target=lambda: got.extend(read_sse(s.port, "/views/by_shop/changes", 2, ready)))
     t.start()
-    time.sleep(0.5)                                    # the stream is open and parked
+    assert ready.wait(10), "the change stream did not open"
     status, _, _, j = s.post("sales-q", {"type": "Sale", "data": {"shop": "q", "qty": 7}})
     assert status == 201
     time.sleep(0.2)
@@ -571,10 +571,10 @@ def test_changes_stream_reports_deleted_rows(start):
     s = start()
     post_events(s, [("sales-d", {"type": "Sale", "data": {"shop": "d", "qty": 3}})])
     view_rows(s, "open_shops", s.head())
-    got = []
-    t = threading.Thread(target=lambda: got.extend(read_sse(s.port, "/views/open_shops/changes", 1)))
+    got, ready = [], threading.Event()
+    t = threading.Thread(target=lambda: got.extend(read_sse(s.port, "/views/open_shops/changes", 1, ready)))
     t.start()
-    time.sleep(0.5)
+    assert ready.wait(10), "the change stream did not open"
     s.post("sales-d", {"type": "ShopClosed", "data": {"shop": "d"}})
     t.join(15)
     assert got and got[0]["event"] == "delete" and json.loads(got[0]["data"]) == {"shop": "d"}, got
