@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/timefmt.h"
 #include "base/buf.h"
 #include "base/json.h"
 #include "base/mem.h"
@@ -670,17 +671,10 @@ typedef struct progress_out {
     double start;
 } progress_out;
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void show_progress(void *ctx, const char *view, uint64_t done, uint64_t total)
 {
     progress_out *p = ctx;
-    double t = now_s();
+    double t = time_mono_s();
     bool end = done >= total;
     if (!end && t - p->last < (p->tty ? 0.2 : 5.0))
         return;
@@ -743,7 +737,7 @@ int cli_replay(int argc, char **argv)
     view_options_default(&vo);
     vo.store_url = url.data;
     vo.live = false;
-    progress_out p = {.tty = isatty(2), .start = now_s()};
+    progress_out p = {.tty = isatty(2), .start = time_mono_s()};
     payi_code rc = log_open(&log, dir, &lo, &err);
     if (rc == PAYI_OK)
         rc = registry_refresh(reg, log, &err);

@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/hash.h"
 #include "base/mem.h"
 #include "base/timefmt.h"
 #include "event/evjson.h"
@@ -109,28 +110,11 @@ struct cmd_engine {
 
 /* ------------------------------------------------------------- hashing */
 
-static uint64_t fnv1a(const void *p, size_t n, uint64_t h)
-{
-    const unsigned char *s = p;
-    for (size_t k = 0; k < n; k++) {
-        h ^= s[k];
-        h *= 0x100000001b3ULL;
-    }
-    return h;
-}
 
-static uint64_t mix64(uint64_t x)   /* spreads FNV's weak low bits before masking */
-{
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdULL;
-    x ^= x >> 33;
-    x *= 0xc4ceb9fe1a85ec53ULL;
-    return x ^ (x >> 33);
-}
 
 static uint64_t key_hash(uint32_t agg, const char *s, size_t n)
 {
-    return mix64(fnv1a(s, n, 0xcbf29ce484222325ULL ^ agg));
+    return hash_mix64(hash_fnv1a(s, n, HASH_FNV_SEED ^ agg));
 }
 
 /* --------------------------------------------------------- cache code */
@@ -656,12 +640,12 @@ static payi_code decide_lua(job *j)
  * events repeats their ids, and the log appends them once. */
 static void derive_id(const job *j, uint32_t index, payi_uuid *out)
 {
-    uint64_t h1 = fnv1a(j->c->name, strlen(j->c->name), 0xcbf29ce484222325ULL);
-    h1 = fnv1a("\n", 1, h1);
-    h1 = fnv1a(j->key, j->key_len, h1);
-    uint64_t h2 = fnv1a(&index, sizeof index, mix64(h1 ^ 0x9e3779b97f4a7c15ULL));
-    h1 = mix64(fnv1a(&index, sizeof index, h1));
-    h2 = mix64(h2);
+    uint64_t h1 = hash_fnv1a(j->c->name, strlen(j->c->name), HASH_FNV_SEED);
+    h1 = hash_fnv1a("\n", 1, h1);
+    h1 = hash_fnv1a(j->key, j->key_len, h1);
+    uint64_t h2 = hash_fnv1a(&index, sizeof index, hash_mix64(h1 ^ 0x9e3779b97f4a7c15ULL));
+    h1 = hash_mix64(hash_fnv1a(&index, sizeof index, h1));
+    h2 = hash_mix64(h2);
     memcpy(out->b, &h1, 8);
     memcpy(out->b + 8, &h2, 8);
     out->b[6] = (uint8_t)((out->b[6] & 0x0f) | 0x80);   /* version 8: vendor-defined */
@@ -1304,8 +1288,8 @@ static bool idem_lookup(cmd_engine *en, cmd_call *c, const char *name, size_t na
     buf_put(&c->idem_key, name, name_len);
     buf_putc(&c->idem_key, '\n');
     buf_put(&c->idem_key, key, key_len);
-    c->idem_hash = mix64(fnv1a(c->idem_key.data, c->idem_key.len, 0xcbf29ce484222325ULL));
-    uint64_t bh = fnv1a(body, body_len, 0xcbf29ce484222325ULL);
+    c->idem_hash = hash_mix64(hash_fnv1a(c->idem_key.data, c->idem_key.len, HASH_FNV_SEED));
+    uint64_t bh = hash_fnv1a(body, body_len, HASH_FNV_SEED);
     idem_table *t = &en->idem;
     pthread_mutex_lock(&t->mu);
     idem_entry *e = idem_find(t, c->idem_hash, c->idem_key.data, c->idem_key.len);

@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/timefmt.h"
 #include "base/buf.h"
 #include "base/json.h"
 #include "base/mem.h"
@@ -38,13 +39,6 @@ typedef struct feeder {
     _Atomic bool stop;
     covid_jhu *cases, *deaths;
 } feeder;
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void sleep_s(double s)
 {
@@ -107,7 +101,7 @@ static void feeder_start(void *ctx, const serve_parts *p)
 {
     feeder *f = ctx;
     int64_t first = covid_jhu_first_day(f->cases), ndays = (int64_t)covid_jhu_ndays(f->cases);
-    double t0 = now_s();
+    double t0 = time_mono_s();
     uint64_t events = 0;
     fprintf(stderr, "payi demo: dashboard on %s/ ; feeding %" PRId64 " days of JHU CSSE data%s\n", p->url, ndays,
             f->pace > 0 ? "" : " at full speed");
@@ -121,7 +115,7 @@ static void feeder_start(void *ctx, const serve_parts *p)
         ndays = 0;   /* the loop below has nothing left to do */
     }
     for (int64_t day = first; day < first + ndays && !atomic_load(&f->stop); day++) {
-        double start = now_s();
+        double start = time_mono_s();
         uint64_t n = feed_day(p->cmd, f->cases, "ReportCases", day);
         n += feed_day(p->cmd, f->deaths, "ReportDeaths", day);
         events += n;
@@ -133,13 +127,13 @@ static void feeder_start(void *ctx, const serve_parts *p)
                     day - first + 1, ndays);
         }
         if (f->pace > 0 && n)   /* a day already in the log is not waited for */
-            sleep_s(1.0 / f->pace - (now_s() - start));
+            sleep_s(1.0 / f->pace - (time_mono_s() - start));
     }
-    double fed = now_s() - t0;
+    double fed = time_mono_s() - t0;
     wait_caught_up(p, f);
     if (!atomic_load(&f->stop))
         fprintf(stderr, "payi demo: the whole history is in: %" PRIu64 " events from %zu days in %.2f s; views and "
-                "generators up to date after %.2f s\n", events, covid_jhu_ndays(f->cases), fed, now_s() - t0);
+                "generators up to date after %.2f s\n", events, covid_jhu_ndays(f->cases), fed, time_mono_s() - t0);
 }
 
 static void feeder_stop(void *ctx) { atomic_store(&((feeder *)ctx)->stop, true); }

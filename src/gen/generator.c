@@ -37,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/hash.h"
 #include "base/buf.h"
 #include "base/json.h"
 #include "base/mem.h"
@@ -301,31 +302,16 @@ struct gen_engine {
     _Atomic bool stopping;
 };
 
-static uint64_t fnv1a(const void *p, size_t n, uint64_t h)
-{
-    const unsigned char *s = p;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ s[i]) * 1099511628211ULL;
-    return h;
-}
 
-static uint64_t mix64(uint64_t x)
-{
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ULL;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebULL;
-    return x ^ (x >> 31);
-}
 
 /* The id of row number row of a key: the same history gives the same ids. */
 static void derived_id(const gen *G, const series *s, uint64_t row, payi_uuid *out)
 {
-    uint64_t h = fnv1a("gen\n", 4, 0xcbf29ce484222325ULL);
-    h = fnv1a(G->g->name, strlen(G->g->name) + 1, h);
-    h = fnv1a(s->key, s->key_len, h);
-    uint64_t h1 = mix64(fnv1a(&row, sizeof row, h));
-    uint64_t h2 = mix64(h1 ^ 0x9e3779b97f4a7c15ULL ^ row);
+    uint64_t h = hash_fnv1a("gen\n", 4, HASH_FNV_SEED);
+    h = hash_fnv1a(G->g->name, strlen(G->g->name) + 1, h);
+    h = hash_fnv1a(s->key, s->key_len, h);
+    uint64_t h1 = hash_mix64(hash_fnv1a(&row, sizeof row, h));
+    uint64_t h2 = hash_mix64(h1 ^ 0x9e3779b97f4a7c15ULL ^ row);
     memcpy(out->b, &h1, 8);
     memcpy(out->b + 8, &h2, 8);
     out->b[6] = (uint8_t)((out->b[6] & 0x0f) | 0x80);   /* version 8: vendor-defined */
@@ -355,7 +341,7 @@ static series *series_get(gen *G, const char *key, uint32_t len, payi_err *err)
         G->map = nm;
         G->cap = nc;
     }
-    uint64_t h = fnv1a(key, len, 0xcbf29ce484222325ULL);
+    uint64_t h = hash_fnv1a(key, len, HASH_FNV_SEED);
     uint32_t i = (uint32_t)h & (G->cap - 1);
     for (; G->map[i].key; i = (i + 1) & (G->cap - 1))
         if (G->map[i].hash == h && G->map[i].key_len == len && memcmp(G->map[i].key, key, len) == 0)

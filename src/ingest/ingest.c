@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/timefmt.h"
 #include "base/buf.h"
 #include "base/json.h"
 #include "base/mem.h"
@@ -332,17 +333,10 @@ typedef struct progress {
     double start, last;
 } progress;
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void show_progress(void *ctx, const char *file, uint64_t done, uint64_t total)
 {
     progress *p = ctx;
-    double t = now_s();
+    double t = time_mono_s();
     if (t - p->last < (p->tty ? 0.2 : 5.0) && done < total)
         return;
     p->last = t;
@@ -413,7 +407,7 @@ int ingest_main(int argc, char **argv)
     if (rc == PAYI_OK)
         rc = cmd_open(&e, log, spec, reg, NULL, &err);
     ingest_stats st = {0};
-    progress p = {.tty = isatty(2), .start = now_s()};
+    progress p = {.tty = isatty(2), .start = time_mono_s()};
     for (int i = optind; rc == PAYI_OK && i < argc; i++) {
         char *eq = strchr(argv[i], '=');
         char name[256];
@@ -426,7 +420,7 @@ int ingest_main(int argc, char **argv)
         fprintf(stderr,
                 "payi ingest: %" PRIu64 " commands in %.2f s: %" PRIu64 " appended %" PRIu64 " events, %" PRIu64
                 " changed nothing (already ingested), %" PRIu64 " failed\n",
-                st.commands, now_s() - p.start, st.appended, st.events, st.unchanged, st.failed);
+                st.commands, time_mono_s() - p.start, st.appended, st.events, st.unchanged, st.failed);
     cmd_close(e);
     registry_free(reg);
     if (log)

@@ -78,6 +78,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "base/hash.h"
 #include "base/json.h"
 #include "base/mem.h"
 #include "store/store_int.h"
@@ -387,14 +388,6 @@ static payi_code check_table(const store_table *t, payi_err *err)
 
 /* ----------------------------------------------------------- table cache */
 
-static uint64_t fnv1a(const void *p, size_t n, uint64_t h)
-{
-    const unsigned char *b = p;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ b[i]) * 0x100000001b3ULL;
-    return h;
-}
-#define FNV_SEED 0xcbf29ce484222325ULL
 
 static void put_u32(buf *b, uint32_t v) { buf_put(b, &v, sizeof v); }
 
@@ -461,7 +454,7 @@ static payi_code tab_get(store *s, const store_table *t, store__tab **out, payi_
         if (!t->cols[c].name)
             return payi_err_set(err, PAYI_VALIDATION, NULL, "table \"%.80s\": column %u has no name", t->name, c);
     tab_signature(&s->sig, t);
-    uint64_t h = fnv1a(s->sig.data, s->sig.len, FNV_SEED);
+    uint64_t h = hash_fnv1a(s->sig.data, s->sig.len, HASH_FNV_SEED);
     for (size_t i = 0; i < s->ntabs; i++) {
         store__tab *c = s->tabs[i];
         if (c->sig_hash == h && c->sig_len == s->sig.len && memcmp(c->sig, s->sig.data, c->sig_len) == 0) {
@@ -918,22 +911,22 @@ bool store__key_has_null(const store__tab *t, const expr_value *row, bool row_is
  * equality says so too). */
 static uint64_t key_hash(const store__tab *t, const expr_value *row)
 {
-    uint64_t h = FNV_SEED;
+    uint64_t h = HASH_FNV_SEED;
     for (uint32_t j = 0; j < t->nkeys; j++) {
         const expr_value *v = &row[t->keys[j]];
         unsigned char null = v->null;
-        h = fnv1a(&null, 1, h);
+        h = hash_fnv1a(&null, 1, h);
         if (v->null)
             continue;
         switch (v->type) {
-        case EXPR_BOOL: { unsigned char b = v->b; h = fnv1a(&b, 1, h); break; }
+        case EXPR_BOOL: { unsigned char b = v->b; h = hash_fnv1a(&b, 1, h); break; }
         case EXPR_DOUBLE: {
             double d = v->d == 0 ? 0.0 : isnan(v->d) ? NAN : v->d;
-            h = fnv1a(&d, sizeof d, h);
+            h = hash_fnv1a(&d, sizeof d, h);
             break;
         }
-        case EXPR_TEXT: case EXPR_JSONB: h = fnv1a(v->s, v->len, h); break;
-        default: h = fnv1a(&v->i, sizeof v->i, h); break;
+        case EXPR_TEXT: case EXPR_JSONB: h = hash_fnv1a(v->s, v->len, h); break;
+        default: h = hash_fnv1a(&v->i, sizeof v->i, h); break;
         }
     }
     return h;

@@ -59,6 +59,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/hash.h"
 #include "base/json.h"
 #include "base/mem.h"
 #include "store/store.h"
@@ -138,18 +139,11 @@ static size_t value_decode(const char *p, expr_type want, expr_value *v)
     return 9;
 }
 
-static uint64_t hash_bytes(const char *p, size_t n)
-{
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (uint8_t)p[i]) * 1099511628211ULL;
-    return h ^ (h >> 29);
-}
 
 /* ------------------------------------------------------------ store layout
  * The table of a view: its output columns in SELECT order (keys and
- * aggregates, or a row view's values), then hidden helpers: a GROUP BY key
- * the SELECT does not show ("payi_key<i>"), avg's sum and count
+ * aggregates, or a row view's values; viewdef makes every GROUP BY key a
+ * selected column), then hidden helpers: avg's sum and count
  * ("<col>__sum", "<col>__count"), latest/earliest's guard ("<col>__pos").
  * count(DISTINCT) aggregates each have a side table "<table>__d<i>" of
  * (key columns..., "value"). */
@@ -249,9 +243,6 @@ static void layout_build(layout *L, const view_def *d, const char *table_name)
             L->cols[i].merge = SMERGE_KEY;
         }
     }
-    for (uint32_t k = 0; k < d->nkeys; k++)
-        if (L->key_col[k] == NO_INDEX)
-            L->key_col[k] = layout_add(L, name_with("payi_key", "", (int)k), expr_result_type(d->keys[k]), SMERGE_KEY);
     for (uint32_t a = 0; a < d->naggs; a++) {
         uint32_t c = L->agg_col[a];
         const char *nm = L->names[c];
@@ -465,7 +456,7 @@ static void batch_release(batch *b)
 /* The delta of the encoded key in scratch[0..len), created when new. */
 static uint32_t batch_entry(batch *b, const char *key, uint32_t len, uint32_t naggs)
 {
-    uint64_t h = hash_bytes(key, len);
+    uint64_t h = hash_mix64(hash_fnv1a(key, len, HASH_FNV_SEED));
     uint32_t mask = b->nslots - 1;
     for (uint32_t i = (uint32_t)h & mask;; i = (i + 1) & mask) {
         uint32_t s = b->slots[i];
@@ -500,13 +491,13 @@ static bool batch_distinct(batch *b, uint32_t entry, uint32_t agg, const delta *
     value_encode(&b->dkeys, v);
     uint32_t len = (uint32_t)(b->dkeys.len - start);
     const char *p = b->dkeys.data + start;
-    uint64_t h = hash_bytes(p, len);
+    uint64_t h = hash_mix64(hash_fnv1a(p, len, HASH_FNV_SEED));
     if (b->ndp * 2 + 2 > b->ndslots) {
         uint32_t ns = b->ndslots ? b->ndslots * 2 : 1024;
         uint32_t *sl = xcalloc(ns, sizeof *sl);
         for (uint32_t k = 0; k < b->ndp; k++) {
             const distinct_pair *q = &b->dp[k];
-            uint64_t qh = hash_bytes(b->dkeys.data + q->off, q->len);
+            uint64_t qh = hash_mix64(hash_fnv1a(b->dkeys.data + q->off, q->len, HASH_FNV_SEED));
             uint32_t j = (uint32_t)qh & (ns - 1);
             while (sl[j])
                 j = (j + 1) & (ns - 1);
@@ -1621,6 +1612,9 @@ static void view_destroy(view *v)
 /* The engine refuses what it cannot maintain exactly. */
 static payi_code view_supported(const view_def *d, const layout *L, payi_err *err)
 {
+    for (uint32_t k = 0; k < d->nkeys; k++)
+        if (L->key_col[k] == NO_INDEX)
+            return payi_err_set(err, PAYI_INTERNAL, NULL, "view %s: GROUP BY key %u is not a column", d->name, k);
     if (d->shape == VIEW_ROWS && L->pos_col == NO_INDEX)
         return payi_err_set(err, PAYI_INTERNAL, NULL, "view %s: a row view without its event_position column",
                             d->name);

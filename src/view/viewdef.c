@@ -83,6 +83,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "base/hash.h"
 #include "base/buf.h"
 #include "base/json.h"
 #include "base/mem.h"
@@ -1618,15 +1619,6 @@ static bool compile_delete(vc *c)
 
 /* -------------------------------------------------------------------- hash */
 
-static uint64_t fnv1a(uint64_t h, const void *p, size_t n)
-{
-    const unsigned char *s = p;
-    for (size_t k = 0; k < n; k++) {
-        h ^= s[k];
-        h *= 1099511628211ULL;
-    }
-    return h;
-}
 
 /* The normalized SELECT, the source and delete types, and the schemas of
  * the declared types read: what the stored table's content depends on. */
@@ -1648,7 +1640,7 @@ static void compute_hash(vc *c)
         buf_putc(&b, 0);
         schema_to_json(c->spec->events[e], &b);
     }
-    v->hash = fnv1a(14695981039346656037ULL, b.data, b.len);
+    v->hash = hash_fnv1a(b.data, b.len, HASH_FNV_SEED);
     buf_release(&b);
 }
 
