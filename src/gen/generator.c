@@ -41,6 +41,7 @@
 #include "base/buf.h"
 #include "base/json.h"
 #include "base/mem.h"
+#include "gen/forecast.h"
 #include "gen/rt.h"
 
 #define FLUSH_EVENTS 4096
@@ -66,6 +67,10 @@ typedef struct gen_kind {
      * order) into rows; returns their number (<= MAX_ROWS). */
     size_t (*push)(void *series, int64_t day, int64_t value, expr_value *rows);
     int64_t (*clamped)(const void *series);
+    /* Kinds that look ahead answer at the head of the log instead, for each
+     * key whose series moved since the last time: rows (as push) made from
+     * the series up to its last day, returned in *origin. */
+    size_t (*at_head)(void *series, int64_t *origin, expr_value *rows);
 } gen_kind;
 
 static uint32_t kind_nfields(const gen_kind *k)
@@ -142,6 +147,102 @@ static size_t rt_kind_push(void *p, int64_t day, int64_t value, expr_value *rows
 
 static int64_t rt_kind_clamped(const void *p) { return rt_clamped(((const rt_series *)p)->st); }
 
+/* renewal_forecast: params si_mean, si_sd, window, prior_mean, prior_sd (as
+ * rt_cori: the Rt that drives the forecast), horizon, paths, r_max. */
+
+typedef struct forecast_series {
+    rt_state *st;
+    int64_t first_day;
+    bool estimated;              /* the last day pushed ended an Rt window */
+    double shape, scale;         /* its posterior */
+    forecast_config cfg;
+} forecast_series;
+
+static payi_code forecast_kind_open(void **out, const double *prm, payi_err *err)
+{
+    enum { SI_N = 256 };
+    if (!(prm[5] >= 1 && prm[5] <= MAX_ROWS && prm[5] == floor(prm[5])))
+        return payi_err_set(err, PAYI_VALIDATION, "horizon", "horizon must be a whole number of days from 1 to %d",
+                            MAX_ROWS);
+    if (!(prm[6] >= 1 && prm[6] <= 100000 && prm[6] == floor(prm[6])))
+        return payi_err_set(err, PAYI_VALIDATION, "paths", "paths must be a whole number from 1 to 100000");
+    if (!(prm[7] > 0))
+        return payi_err_set(err, PAYI_VALIDATION, "r_max", "r_max must be > 0");
+    double w[SI_N];
+    payi_code rc = rt_discr_si(prm[0], prm[1], SI_N, w, err);
+    if (rc != PAYI_OK)
+        return rc;
+    rt_config rcfg;
+    rt_config_default(&rcfg);
+    rcfg.window = (int)prm[2];
+    rcfg.prior_mean = prm[3];
+    rcfg.prior_sd = prm[4];
+    rcfg.quantiles = 0;          /* only the posterior's shape and scale are used */
+    forecast_series *s = xcalloc(1, sizeof *s);
+    rc = rt_open(&s->st, w, SI_N, &rcfg, err);
+    if (rc != PAYI_OK) {
+        free(s);
+        return rc;
+    }
+    forecast_config_default(&s->cfg);
+    s->cfg.horizon = (int)prm[5];
+    s->cfg.paths = (int)prm[6];
+    s->cfg.r_max = prm[7];
+    s->first_day = INT64_MIN;
+    *out = s;
+    return PAYI_OK;
+}
+
+static void forecast_kind_close(void *p)
+{
+    forecast_series *s = p;
+    if (s)
+        rt_close(s->st);
+    free(s);
+}
+
+static size_t forecast_kind_push(void *p, int64_t day, int64_t value, expr_value *rows)
+{
+    (void)rows;
+    forecast_series *s = p;
+    if (s->first_day == INT64_MIN)
+        s->first_day = day;
+    rt_estimate e;
+    s->estimated = rt_push(s->st, value, &e);
+    if (s->estimated) {
+        s->shape = e.shape;
+        s->scale = e.scale;
+    }
+    return 0;
+}
+
+static size_t forecast_kind_at_head(void *p, int64_t *origin, expr_value *rows)
+{
+    forecast_series *s = p;
+    if (!s->estimated)
+        return 0;
+    size_t nw;
+    const double *w = rt_si(s->st, &nw);
+    double hist[RT_HISTORY_MIN + 256];
+    size_t nh = rt_history(s->st, hist, sizeof hist / sizeof *hist);
+    forecast_day out[MAX_ROWS];
+    payi_err err;
+    if (forecast_renewal(w, nw, hist, nh, s->shape, s->scale, &s->cfg, out, NULL, &err) != PAYI_OK)
+        return 0;   /* the inputs were validated at open; nothing here can be refused */
+    *origin = s->first_day + rt_days(s->st) - 1;
+    for (int h = 0; h < s->cfg.horizon; h++) {
+        expr_value *r = rows + (size_t)h * 5;
+        r[0] = expr_date(*origin);
+        r[1] = expr_date(*origin + out[h].h);
+        r[2] = expr_double(out[h].median);
+        r[3] = expr_double(out[h].q025);
+        r[4] = expr_double(out[h].q975);
+    }
+    return (size_t)s->cfg.horizon;
+}
+
+static int64_t forecast_kind_clamped(const void *p) { return rt_clamped(((const forecast_series *)p)->st); }
+
 static const gen_kind kinds[] = {
     {.name = "rt_cori",
      .params = {"si_mean", "si_sd", "window", "prior_mean", "prior_sd"},
@@ -149,6 +250,13 @@ static const gen_kind kinds[] = {
      .fields = {{"day", EXPR_DATE}, {"mean", EXPR_DOUBLE}, {"sd", EXPR_DOUBLE}, {"median", EXPR_DOUBLE},
                 {"q025", EXPR_DOUBLE}, {"q975", EXPR_DOUBLE}},
      .open = rt_kind_open, .close = rt_kind_close, .push = rt_kind_push, .clamped = rt_kind_clamped},
+    {.name = "renewal_forecast",
+     .params = {"si_mean", "si_sd", "window", "prior_mean", "prior_sd", "horizon", "paths", "r_max"},
+     .defaults = {4.7, 2.9, 7, 5, 5, 14, 1000, 3},
+     .fields = {{"origin_day", EXPR_DATE}, {"day", EXPR_DATE}, {"median", EXPR_DOUBLE}, {"q025", EXPR_DOUBLE},
+                {"q975", EXPR_DOUBLE}},
+     .open = forecast_kind_open, .close = forecast_kind_close, .push = forecast_kind_push,
+     .clamped = forecast_kind_clamped, .at_head = forecast_kind_at_head},
 };
 
 static const gen_kind *kind_find(const char *name)
@@ -261,6 +369,7 @@ typedef struct series {
     void *state;
     int64_t last_day;            /* INT64_MIN: none yet */
     uint64_t rows;               /* rows emitted so far: the next row's number */
+    bool moved;                  /* days pushed since the last head rows (at_head kinds) */
 } series;
 
 typedef struct pending {         /* a derived event waiting for its batch */
@@ -279,6 +388,7 @@ typedef struct gen {
     /* thread's own */
     series *map;                 /* open addressing, power of two */
     uint32_t cap, n;
+    uint32_t nmoved;             /* series with moved set */
     pending *pend;
     uint32_t npend, cappend;
     buf text;                    /* streams and typed data of pending events */
@@ -304,18 +414,37 @@ struct gen_engine {
 
 
 
-/* The id of row number row of a key: the same history gives the same ids. */
-static void derived_id(const gen *G, const series *s, uint64_t row, payi_uuid *out)
+/* A derived event's id: the hash h of what names it, and its row, as a
+ * UUID version 8 (vendor-defined). */
+static void derived_uuid(uint64_t h, uint64_t row, payi_uuid *out)
 {
-    uint64_t h = hash_fnv1a("gen\n", 4, HASH_FNV_SEED);
-    h = hash_fnv1a(G->g->name, strlen(G->g->name) + 1, h);
-    h = hash_fnv1a(s->key, s->key_len, h);
     uint64_t h1 = hash_mix64(hash_fnv1a(&row, sizeof row, h));
     uint64_t h2 = hash_mix64(h1 ^ 0x9e3779b97f4a7c15ULL ^ row);
     memcpy(out->b, &h1, 8);
     memcpy(out->b + 8, &h2, 8);
-    out->b[6] = (uint8_t)((out->b[6] & 0x0f) | 0x80);   /* version 8: vendor-defined */
+    out->b[6] = (uint8_t)((out->b[6] & 0x0f) | 0x80);   /* version 8 */
     out->b[8] = (uint8_t)((out->b[8] & 0x3f) | 0x80);   /* RFC 4122 variant */
+}
+
+static uint64_t key_hash(const char *prefix, const gen *G, const series *s)
+{
+    uint64_t h = hash_fnv1a(prefix, strlen(prefix), HASH_FNV_SEED);
+    h = hash_fnv1a(G->g->name, strlen(G->g->name) + 1, h);
+    return hash_fnv1a(s->key, s->key_len, h);
+}
+
+/* The id of row number row of a key: the same history gives the same ids. */
+static void derived_id(const gen *G, const series *s, uint64_t row, payi_uuid *out)
+{
+    derived_uuid(key_hash("gen\n", G, s), row, out);
+}
+
+/* The id of a head row: (key, origin day, row of that origin), so that the
+ * same origin forecast again (a restart replays to the head and looks
+ * ahead once more) is the same event, which the log keeps once. */
+static void derived_head_id(const gen *G, const series *s, int64_t origin, uint64_t row, payi_uuid *out)
+{
+    derived_uuid(hash_fnv1a(&origin, sizeof origin, key_hash("gen-head\n", G, s)), row, out);
 }
 
 static void gen_error(gen *G, const char *what, const payi_err *err)
@@ -397,8 +526,8 @@ static int input_index(const gen *G, const log_event *ev)
     return -1;
 }
 
-/* One derived event into the pending batch. */
-static void emit_row(gen *G, series *s, const expr_value *row)
+/* One derived event into the pending batch, with id *id. */
+static void emit_row(gen *G, const series *s, const expr_value *row, const payi_uuid *id)
 {
     const ev_schema *es = G->eng->spec->events[G->g->emit];
     uint32_t nf = kind_nfields(G->kind);
@@ -419,7 +548,28 @@ static void emit_row(gen *G, series *s, const expr_value *row)
     p->data_off = (uint32_t)G->text.len;
     schema_encode(es, G->out, &G->text);
     p->data_len = (uint32_t)(G->text.len - p->data_off);
-    derived_id(G, s, s->rows++, &p->id);
+    p->id = *id;
+}
+
+/* The rows of at_head kinds for every series that moved: called when the
+ * generator has read everything the log holds. */
+static void emit_head_rows(gen *G)
+{
+    uint32_t nf = kind_nfields(G->kind);
+    for (uint32_t i = 0; i < G->cap && G->nmoved; i++) {
+        series *s = &G->map[i];
+        if (!s->key || !s->moved)
+            continue;
+        s->moved = false;
+        G->nmoved--;
+        int64_t origin;
+        size_t nrows = G->kind->at_head(s->state, &origin, G->rows);
+        for (size_t r = 0; r < nrows; r++) {
+            payi_uuid id;
+            derived_head_id(G, s, origin, r, &id);
+            emit_row(G, s, &G->rows[r * nf], &id);
+        }
+    }
 }
 
 /* Apply one input event. */
@@ -466,10 +616,17 @@ static void apply_input(gen *G, const log_event *ev)
     for (int64_t d = s->last_day == INT64_MIN ? day.i : s->last_day + 1; d <= day.i; d++) {
         size_t nrows = G->kind->push(s->state, d, d == day.i ? v : 0, G->rows);
         uint32_t nf = kind_nfields(G->kind);
-        for (size_t r = 0; r < nrows; r++)
-            emit_row(G, s, &G->rows[r * nf]);
+        for (size_t r = 0; r < nrows; r++) {
+            payi_uuid id;
+            derived_id(G, s, s->rows++, &id);
+            emit_row(G, s, &G->rows[r * nf], &id);
+        }
     }
     s->last_day = day.i;
+    if (G->kind->at_head && !s->moved) {
+        s->moved = true;
+        G->nmoved++;
+    }
     pthread_mutex_lock(&G->mu);
     G->st.inputs++;
     G->st.keys = G->n;
@@ -538,13 +695,16 @@ static void *gen_main(void *arg)
     while (!atomic_load(&G->eng->stopping)) {
         log_event ev;
         payi_err err;
-        payi_code rc = log_sub_next(sub, &ev, G->npend ? 0 : 200, &err);
+        payi_code rc = log_sub_next(sub, &ev, G->npend || G->nmoved ? 0 : 200, &err);
         if (rc == PAYI_OK) {
             apply_input(G, &ev);
             next = ev.position + 1;
             if (G->npend < FLUSH_EVENTS)
                 continue;
-        } else if (rc != PAYI_TIMEOUT) {
+        } else if (rc == PAYI_TIMEOUT) {   /* everything the log holds is read: look ahead */
+            if (G->nmoved)
+                emit_head_rows(G);
+        } else {
             gen_error(G, "reading the log", &err);
             pthread_mutex_lock(&G->mu);
             G->st.failed = true;

@@ -19,7 +19,15 @@
  *   renewal_forecast   the next `horizon` days of the series from the
  *                      renewal equation driven by the current Rt
  *                      (gen/forecast.h): rows origin_day, day, median,
- *                      q025, q975.  WITH the rt_cori ones and horizon (14).
+ *                      q025, q975, one per day ahead.  WITH the rt_cori
+ *                      ones, horizon (14, at most 64), paths (1000) and
+ *                      r_max (3).  A forecast looks ahead from a key's last
+ *                      day, so it is made at the head: whenever the
+ *                      generator has read everything the log holds, for
+ *                      each key whose series moved since.  Live, that is
+ *                      every day as it arrives; a replay of history makes
+ *                      one, from the last day (bench/backtest evaluates
+ *                      the same forecast at every day of the history).
  *
  * The EMIT type must declare the key field (KEY's column name, text) and the
  * kind's fields with their types; its other fields must be nullable.
@@ -31,7 +39,7 @@
  * and counted.
  *
  * Exactly once.  Each derived event has an id derived from (generator, key,
- * row): a generator replays its inputs from position 0 at every start
+ * row), or (generator, key, origin day, row) for head rows: a generator replays its inputs from position 0 at every start
  * (rebuilding its series state) and re-derives the same events with the
  * same ids, which the log appends once.  So a restart, a crash at any point,
  * or re-ingesting the same history adds nothing.

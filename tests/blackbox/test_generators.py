@@ -101,6 +101,61 @@ def test_late_value_is_not_applied(start):
     assert view_rows(s, "rt_by_region", s.head(), "&region=late&order=day") == rows
 
 
+def wait_forecast(s, region, origin, timeout=20):
+    """The forecast rows of region once the latest origin is `origin`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = view_rows(s, "forecast_by_region", s.head(), f"&region={region}&order=day")
+        latest = [r for r in rows if r["origin_day"] == origin]
+        if len(latest) == 7 or time.monotonic() > deadline:
+            return latest
+        time.sleep(0.1)
+
+
+def series(start_day, values):
+    d0 = dt.date.fromisoformat(start_day)
+    return [((d0 + dt.timedelta(days=i)).isoformat(), v) for i, v in enumerate(values)]
+
+
+def test_forecast_of_a_steady_series_is_flat_and_covers_it(start, tmp_path):
+    days = series("2021-03-01", [100] * 60)
+    s = start(data=tmp_path / "a", spec=EPI)
+    post_events(s, incidence("steady", days))
+    rows = wait_forecast(s, "steady", "2021-04-29")
+    assert [r["day"] for r in rows] == [f"2021-04-{d:02d}" for d in (30,)] + [f"2021-05-{d:02d}" for d in range(1, 7)]
+    for r in rows:
+        # Rt of a steady series is 1 and so is the expected count: 100/day.
+        assert 85 <= r["median"] <= 115, r
+        assert r["q025"] < 100 < r["q975"], r
+        assert r["q025"] <= r["median"] <= r["q975"], r
+    # the same inputs on another server give the same forecast, bit for bit
+    s2 = start(data=tmp_path / "b", spec=EPI)
+    post_events(s2, incidence("steady", days))
+    assert wait_forecast(s2, "steady", "2021-04-29") == rows
+
+
+def test_forecast_follows_each_new_day_and_a_restart_appends_nothing(start, tmp_path):
+    data = tmp_path / "d"
+    grow = [round(20 * 1.05 ** i) for i in range(50)]
+    days = series("2021-01-01", grow)
+    s = start(data=data, spec=EPI)
+    post_events(s, incidence("grow", days))
+    first = wait_forecast(s, "grow", "2021-02-19")
+    assert len(first) == 7
+    medians = [r["median"] for r in first]
+    assert medians == sorted(medians) and medians[-1] > grow[-1], medians   # growth goes on
+    post_events(s, incidence("grow", series("2021-02-20", [grow[-1] + 10])))
+    nxt = wait_forecast(s, "grow", "2021-02-20")
+    assert [r["day"] for r in nxt][0] == "2021-02-21" and len(nxt) == 7
+    time.sleep(0.5)
+    head = s.head()
+    assert s.stop() == 0
+    s2 = start(data=data, spec=EPI)
+    assert wait_forecast(s2, "grow", "2021-02-20") == nxt
+    time.sleep(1.5)   # replayed to the head, looked ahead again: the same ids
+    assert s2.head() == head, "a restart appended the forecast again"
+
+
 @pytest.mark.parametrize("gen,message", [
     ("CREATE GENERATOR g USING nope FROM Incidence KEY region DAY day VALUE cases EMIT RtEstimated;",
      r"spec\.payi:7:26: unknown generator kind nope"),
@@ -116,6 +171,14 @@ def test_late_value_is_not_applied(start):
      r"spec\.payi:7:18: generator g: .*mean"),
     ("CREATE GENERATOR g USING rt_cori FROM Nope KEY region DAY day VALUE cases EMIT RtEstimated;",
      r"spec\.payi:7:39: FROM: event type \"Nope\" is not declared"),
+    ("CREATE GENERATOR g USING renewal_forecast FROM Incidence KEY region DAY day VALUE cases WITH (horizon = 0) EMIT Fc;",
+     r"spec\.payi:7:18: generator g: horizon must be a whole number of days from 1 to 64"),
+    ("CREATE GENERATOR g USING renewal_forecast FROM Incidence KEY region DAY day VALUE cases WITH (horizon = 65) EMIT Fc;",
+     r"spec\.payi:7:18: generator g: horizon must be a whole number of days from 1 to 64"),
+    ("CREATE GENERATOR g USING renewal_forecast FROM Incidence KEY region DAY day VALUE cases WITH (paths = 0.5) EMIT Fc;",
+     r"spec\.payi:7:18: generator g: paths must be a whole number"),
+    ("CREATE GENERATOR g USING renewal_forecast FROM Incidence KEY region DAY day VALUE cases EMIT RtEstimated;",
+     r"spec\.payi:7:\d+: generator g emits RtEstimated, which needs the field origin_day date"),
 ])
 def test_generator_mistakes_refuse_to_start(tmp_path, gen, message):
     spec = tmp_path / "spec.payi"
@@ -123,8 +186,9 @@ def test_generator_mistakes_refuse_to_start(tmp_path, gen, message):
                     "CREATE EVENT RtEstimated (region text NOT NULL, day date NOT NULL,\n"
                     "  mean double precision, sd double precision, median double precision,\n"
                     "  q025 double precision, q975 double precision);\n"
-                    "-- the generator below is the mistake\n"
-                    "\n" + gen + "\n")
+                    "CREATE EVENT Fc (region text NOT NULL, origin_day date NOT NULL, day date NOT NULL,"
+                    " median double precision, q025 double precision, q975 double precision);\n"
+                    "-- the generator below is the mistake\n" + gen + "\n")
     r = run_payi(["serve", "--data", str(tmp_path / "d"), "--spec", str(spec), "--listen", "127.0.0.1:0"], timeout=30)
     assert r.rc == 1, r
     assert re.search(message, r.err), r.err
