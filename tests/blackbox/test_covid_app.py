@@ -9,7 +9,9 @@ import csv
 import datetime as dt
 import gzip
 import io
+import math
 import random
+import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,7 @@ from test_views import start, view_rows   # noqa: F401  (start is a fixture)
 APP = REPO / "examples" / "covid"
 SPEC = APP / "covid.payi"
 DATA = APP / "data"
+RT_DATA = next(p for p in (REPO / "tests" / "data" / "rt", Path("/work/shared/data/rt")) if p.exists())
 NON_COUNTRIES = {"Antarctica", "Diamond Princess", "MS Zaandam", "Summer Olympics 2020", "Winter Olympics 2022"}
 
 
@@ -47,6 +50,50 @@ def truth():
     deaths, days2 = jhu("time_series_covid19_deaths_global.csv.gz")
     assert days == days2
     return cases, deaths, days
+
+
+def si_weights():
+    """EpiEstim's discr_si(k, 4.7, 2.9), k = 0..1142, as computed by R."""
+    with open(RT_DATA / "si_distr_parametric_mean4.7_sd2.9.csv") as f:
+        return [float(r["w"]) for r in csv.DictReader(f)]
+
+
+def wait_view(s, name, query, ready, timeout=60):
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = view_rows(s, name, s.head(), query)
+        if ready(rows) or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.2)
+
+
+def check_rt_and_forecast_of_cote_divoire(s, cumulative, days):
+    """Rt: Cori et al. recomputed here from the CSV's cumulative counts
+    (daily = difference, negatives clamped to 0, Λ over the whole R-computed
+    serial interval, 7-day windows, prior Gamma(1, 5)); the generator must
+    agree on the posterior mean and sd of the last days.  The forecast: 14
+    days from the last day, its interval around its median."""
+    daily = [max(0, v - (cumulative[i - 1] if i else 0)) for i, v in enumerate(cumulative)]
+    w = si_weights()
+    lam = [sum(w[k] * daily[t - k] for k in range(1, t + 1)) for t in range(len(daily))]
+    last = days[-1].isoformat()
+    rows = wait_view(s, "rt_by_country", "&country=Cote%20d'Ivoire&limit=100000",
+                     lambda rs: any(r["day"] == last for r in rs))
+    rt = {r["day"]: r for r in rows}
+    assert len(rt) == len(days) - 7, len(rt)          # from the first full window (t_end = 8)
+    for t in list(range(len(days) - 30, len(days))) + [7, 100, 500]:
+        shape = 1 + sum(daily[t - 6:t + 1])
+        scale = 1 / (1 / 5 + sum(lam[t - 6:t + 1]))
+        got = rt[days[t].isoformat()]
+        assert math.isclose(got["mean"], shape * scale, rel_tol=1e-9), (days[t], got, shape * scale)
+        assert math.isclose(got["sd"], math.sqrt(shape) * scale, rel_tol=1e-9), (days[t], got)
+        assert got["q025"] < got["median"] < got["q975"], got
+    fc = wait_view(s, "forecast_by_country", "&country=Cote%20d'Ivoire&limit=100000",
+                   lambda rs: sum(r["origin_day"] == last for r in rs) == 14)
+    latest = [r for r in fc if r["origin_day"] == last]
+    assert [r["day"] for r in latest] == [(days[-1] + dt.timedelta(days=h)).isoformat() for h in range(1, 15)]
+    for r in latest:
+        assert 0 <= r["q025"] <= r["median"] <= r["q975"], r
 
 
 def test_the_app_equals_an_independent_computation_from_the_csvs(start, tmp_path, truth):
@@ -84,6 +131,7 @@ def test_the_app_equals_an_independent_computation_from_the_csvs(start, tmp_path
     civ_rows = {row["day"]: row for row in view_rows(s, "daily_by_country", head,
                                                       "&country=Cote%20d'Ivoire&limit=100000")}
     assert civ_rows["2020-12-16"]["new_cases"] == -34
+    check_rt_and_forecast_of_cote_divoire(s, cases["Cote d'Ivoire"], days)
     assert s.stop() == 0
     # re-ingesting the same files adds nothing
     r = run_payi(["ingest", "--spec", str(SPEC), "--data", str(data), "--durability", "none",
