@@ -83,7 +83,7 @@ static void wait_caught_up(const serve_parts *p, feeder *f)
         for (uint32_t i = 0; i < gen_engine_count(p->gens); i++) {
             gen_status st;
             gen_engine_status(p->gens, i, &st);
-            behind |= st.position < head;
+            behind |= st.position < head || st.looking_ahead;
         }
         head = log_head(p->log);   /* the generators' own events too */
         for (uint32_t i = 0; i < view_engine_count(p->views); i++) {

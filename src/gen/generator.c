@@ -45,6 +45,7 @@
 #include "gen/rt.h"
 
 #define FLUSH_EVENTS 4096
+#define HEAD_QUIET_MS 50         /* quiet log before a look ahead (at_head kinds) */
 #define MAX_ROWS 64              /* rows one day may produce (a forecast's horizon) */
 #define KIND_MAX_PARAMS 8
 #define KIND_MAX_FIELDS 8
@@ -680,6 +681,7 @@ static bool flush_pending(gen *G, uint64_t position)
             clamped += G->kind->clamped(G->map[i].state);
     pthread_mutex_lock(&G->mu);
     G->st.position = position;
+    G->st.looking_ahead = G->nmoved > 0;
     G->st.clamped = (uint64_t)clamped;
     pthread_mutex_unlock(&G->mu);
     return true;
@@ -695,14 +697,19 @@ static void *gen_main(void *arg)
     while (!atomic_load(&G->eng->stopping)) {
         log_event ev;
         payi_err err;
-        payi_code rc = log_sub_next(sub, &ev, G->npend || G->nmoved ? 0 : 200, &err);
+        /* Pending events are flushed as soon as the log is drained; a look
+         * ahead waits until it has been quiet for HEAD_QUIET_MS, because
+         * the next input makes it stale (a fast ingest would otherwise
+         * forecast every key at every drain). */
+        int wait_ms = G->npend ? 0 : G->nmoved ? HEAD_QUIET_MS : 200;
+        payi_code rc = log_sub_next(sub, &ev, wait_ms, &err);
         if (rc == PAYI_OK) {
             apply_input(G, &ev);
             next = ev.position + 1;
             if (G->npend < FLUSH_EVENTS)
                 continue;
-        } else if (rc == PAYI_TIMEOUT) {   /* everything the log holds is read: look ahead */
-            if (G->nmoved)
+        } else if (rc == PAYI_TIMEOUT) {
+            if (wait_ms == HEAD_QUIET_MS && G->nmoved)
                 emit_head_rows(G);
         } else {
             gen_error(G, "reading the log", &err);

@@ -22,9 +22,10 @@
  *                      q025, q975, one per day ahead.  WITH the rt_cori
  *                      ones, horizon (14, at most 64), paths (1000) and
  *                      r_max (3).  A forecast looks ahead from a key's last
- *                      day, so it is made at the head: whenever the
- *                      generator has read everything the log holds, for
- *                      each key whose series moved since.  Live, that is
+ *                      day, so it is made at the head: once the
+ *                      generator has read everything the log holds and
+ *                      the log has been quiet for 50 ms, for each key
+ *                      whose series moved since.  Live, that is
  *                      every day as it arrives; a replay of history makes
  *                      one, from the last day (bench/backtest evaluates
  *                      the same forecast at every day of the history).
@@ -75,6 +76,7 @@ typedef struct gen_status {
     uint64_t skipped;         /* inputs with a NULL or failing KEY/DAY/VALUE */
     uint64_t clamped;         /* negative daily values clamped to 0 (rt) */
     uint64_t keys;
+    bool looking_ahead;       /* keys moved and their head rows are not made yet (at_head kinds) */
     bool failed;
     char last_error[600];
 } gen_status;

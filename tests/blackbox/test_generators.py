@@ -63,6 +63,7 @@ def test_rt_equals_epiestim_example3_and_a_restart_appends_nothing(start, tmp_pa
         for col, ref, tol in [("mean", "mean", 1e-10), ("sd", "std", 1e-10), ("median", "median", 1e-9),
                               ("q025", "q0025", 1e-9), ("q975", "q0975", 1e-9)]:
             assert math.isclose(r[col], float(w[ref]), rel_tol=tol), (r["day"], col, r[col], w[ref])
+    assert len(wait_forecast(s, "flu", days[-1][0])) == 7   # the look ahead is in the log too
     head = s.head()
     assert s.stop() == 0
     s2 = start(data=data, spec=EPI)
