@@ -41,6 +41,7 @@
 #include "base/buf.h"
 #include "base/json.h"
 #include "base/mem.h"
+#include "base/thread.h"
 #include "gen/forecast.h"
 #include "gen/rt.h"
 
@@ -690,6 +691,7 @@ static bool flush_pending(gen *G, uint64_t position)
 static void *gen_main(void *arg)
 {
     gen *G = arg;
+    thread_set_name("g:", G->g->name);
     log_cursor c;
     log_cursor_at(&c, 0);
     log_sub *sub = log_sub_open(G->eng->log, &c);

@@ -62,6 +62,7 @@
 #include "base/crc32c.h"
 #include "base/json.h"
 #include "base/mem.h"
+#include "base/thread.h"
 #include "base/timefmt.h"
 #include "log/index.h"
 #include "log/logio.h"
@@ -1292,6 +1293,7 @@ static bool sync_due_wait(payi_log *log, struct timespec *deadline)
 static void *writer_main(void *arg)
 {
     payi_log *log = arg;
+    thread_set_name("log-writer", "");
     pthread_mutex_lock(&log->mu);
     for (;;) {
         while (!log->queue && !log->stopping) {

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "base/thread.h"
 #include "cli/cli.h"
 #include "command/command.h"
 #include "event/registry.h"
@@ -280,6 +281,7 @@ typedef struct task_thread {
 static void *task_main(void *arg)
 {
     task_thread *t = arg;
+    thread_set_name("task", "");
     t->task->start(t->task->ctx, &t->parts);
     return NULL;
 }

@@ -62,6 +62,7 @@
 #include "base/hash.h"
 #include "base/json.h"
 #include "base/mem.h"
+#include "base/thread.h"
 #include "store/store.h"
 
 #define NO_INDEX UINT32_MAX
@@ -1564,6 +1565,7 @@ static void *view_thread(void *arg)
 {
     view *v = arg;
     view_engine *ve = v->ve;
+    thread_set_name("v:", v->def->name);
     while (!atomic_load(&ve->stopping)) {
         payi_err err = {0};
         store *st = NULL;
