@@ -153,12 +153,24 @@ struct payi_log {
     _Atomic uint64_t batches_written, fsyncs, truncated_bytes, indexes_rebuilt;
 };
 
+/* Index entries a subscription copies under one lock: a reader takes the
+ * log's lock once per SUB_WINDOW events, not once per event (eight views
+ * and generators reading the same log were bouncing its cache line). */
+#define SUB_WINDOW 512
+
 struct log_sub {
     payi_log *log;
     uint64_t next;
     buf chunk;             /* bytes of one segment, starting at chunk_off */
     int chunk_fd;
     uint64_t chunk_off;
+    /* positions [win_first, win_first + win_n) of one segment sit at bytes
+     * [win_off[i], win_off[i + 1]) of win_fd; records never move */
+    uint64_t win_first;
+    uint32_t win_n;
+    int win_fd;
+    uint64_t win_seg_first, win_seg_end;
+    uint64_t win_off[SUB_WINDOW + 1];
 };
 
 /* ---------------------------------------------------------------- options */
@@ -1426,10 +1438,10 @@ payi_code log_append_one(payi_log *log, log_append *a)
 /* ---------------------------------------------------------------- reads */
 
 /* Where the record at position lives: segment fd, offset and length. */
-static bool locate(payi_log *log, uint64_t position, int *fd, uint64_t *off, uint64_t *len, uint64_t *seg_end,
-                   uint64_t *seg_first)
+/* The segment holding published position, or NULL; the caller holds
+ * log->rw. */
+static const segment *segment_of(const payi_log *log, uint64_t position)
 {
-    pthread_rwlock_rdlock(&log->rw);
     size_t lo = 0, hi = log->nsegs;
     while (hi - lo > 1) {   /* last segment with first <= position */
         size_t mid = (lo + hi) / 2;
@@ -1438,21 +1450,56 @@ static bool locate(payi_log *log, uint64_t position, int *fd, uint64_t *off, uin
         else
             hi = mid;
     }
-    bool found = false;
-    if (log->nsegs && position < log->head) {
-        const segment *s = &log->segs[lo];
-        uint64_t i = position - s->first;
-        if (position >= s->first && i < s->count) {
-            *fd = s->fd;
-            *seg_first = s->first;
-            *off = s->offsets[i];
-            *seg_end = s->end;
-            *len = (i + 1 < s->count ? s->offsets[i + 1] : s->end) - *off;
-            found = true;
-        }
+    if (!log->nsegs || position >= log->head)
+        return NULL;
+    const segment *g = &log->segs[lo];
+    return position >= g->first && position - g->first < g->count ? g : NULL;
+}
+
+static bool locate(payi_log *log, uint64_t position, int *fd, uint64_t *off, uint64_t *len, uint64_t *seg_end,
+                   uint64_t *seg_first)
+{
+    pthread_rwlock_rdlock(&log->rw);
+    const segment *g = segment_of(log, position);
+    if (g) {
+        uint64_t i = position - g->first;
+        *fd = g->fd;
+        *seg_first = g->first;
+        *off = g->offsets[i];
+        *seg_end = g->end;
+        *len = (i + 1 < g->count ? g->offsets[i + 1] : g->end) - *off;
     }
     pthread_rwlock_unlock(&log->rw);
-    return found;
+    return g != NULL;
+}
+
+/* Fill s's window from position s->next: as many index entries of its
+ * segment as are published, up to SUB_WINDOW.  False when there is no event
+ * there. */
+static bool locate_window(payi_log *log, log_sub *s)
+{
+    uint64_t position = s->next;
+    s->win_n = 0;
+    pthread_rwlock_rdlock(&log->rw);
+    const segment *g = segment_of(log, position);
+    if (g) {
+        uint64_t i = position - g->first;
+        uint64_t n = g->count - i;
+        if (n > log->head - position)
+            n = log->head - position;
+        if (n > SUB_WINDOW)
+            n = SUB_WINDOW;
+        for (uint64_t j = 0; j < n; j++)
+            s->win_off[j] = g->offsets[i + j];
+        s->win_off[n] = i + n < g->count ? g->offsets[i + n] : g->end;
+        s->win_first = position;
+        s->win_n = (uint32_t)n;
+        s->win_fd = g->fd;
+        s->win_seg_first = g->first;
+        s->win_seg_end = g->end;
+    }
+    pthread_rwlock_unlock(&log->rw);
+    return g != NULL;
 }
 
 static payi_code pread_all(int fd, void *p, size_t n, uint64_t off)
@@ -1774,10 +1821,12 @@ payi_code log_sub_next(log_sub *s, log_event *ev, int timeout_ms, payi_err *err)
         if (rc != PAYI_OK)
             return rc;
     }
-    int fd;
-    uint64_t off, len, seg_end, seg_first;
-    if (!locate(log, s->next, &fd, &off, &len, &seg_end, &seg_first))
+    if ((s->next < s->win_first || s->next - s->win_first >= s->win_n) && !locate_window(log, s))
         return payi_err_set(err, PAYI_NOT_FOUND, NULL, "no event at position %" PRIu64, s->next);
+    uint64_t k = s->next - s->win_first;
+    int fd = s->win_fd;
+    uint64_t off = s->win_off[k], len = s->win_off[k + 1] - off, seg_end = s->win_seg_end,
+             seg_first = s->win_seg_first;
     /* Serve from the chunk when it holds the record; else read ahead. */
     if (fd != s->chunk_fd || off < s->chunk_off || off + len > s->chunk_off + s->chunk.len) {
         uint64_t want = seg_end - off;
