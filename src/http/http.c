@@ -750,6 +750,7 @@ struct sse {
     int fd;                     /* the client's socket: looked at for hang-up while idle */
     log_sub *sub;               /* GET /events */
     int view;                   /* GET /views/{name}/changes: the view; -1 for /events */
+    view_change_filter *filter; /* its ?col=value filters, or NULL */
     uint64_t seq;               /* the last change sent */
     buf out;                    /* text not yet handed to MHD, from off */
     size_t off;
@@ -764,6 +765,7 @@ static void sse_free(void *cls)
     sse *s = cls;
     if (s->sub)
         log_sub_close(s->sub);
+    view_change_filter_free(s->filter);
     buf_release(&s->out);
     atomic_fetch_sub_explicit(&s->srv->sse_clients, 1, memory_order_relaxed);
     free(s);
@@ -804,7 +806,7 @@ static ssize_t sse_fill(sse *s, size_t max)
     if (s->done || atomic_load(&s->srv->stopping))
         return MHD_CONTENT_READER_END_OF_STREAM;
     if (s->view >= 0)
-        view_engine_changes(s->srv->views, (uint32_t)s->view, &s->seq, max, &s->out);
+        view_engine_changes(s->srv->views, (uint32_t)s->view, &s->seq, max, s->filter, &s->out);
     while (s->view < 0 && s->out.len < max) {
         log_event ev;
         payi_err err;
@@ -1192,10 +1194,22 @@ static enum MHD_Result handle_view_changes(http_req *r, struct MHD_Connection *c
     }
     if (!last)
         seq = view_engine_change_head(r->srv->views, (uint32_t)r->view);   /* from now on */
+    MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, take_param, r);
+    if (r->nqp == SIZE_MAX) {
+        r->nqp = 0;
+        payi_err_set(&err, PAYI_VALIDATION, NULL, "malformed query string (a bad %%-escape, a NUL, or over 64 parameters)");
+        return send_error(r, c, &err);
+    }
+    view_change_filter *filter;
+    if (view_change_filter_make(r->srv->views, (uint32_t)r->view, r->qp, r->nqp, &filter, &err) != PAYI_OK)
+        return send_error(r, c, &err);
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
-    if (!ci)
+    if (!ci) {
+        view_change_filter_free(filter);
         return MHD_NO;
+    }
     sse *s = xcalloc(1, sizeof *s);
+    s->filter = filter;
     s->srv = r->srv;
     s->conn = c;
     s->fd = ci->connect_fd;

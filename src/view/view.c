@@ -2046,7 +2046,86 @@ payi_code view_engine_sql(view_engine *ve, const char *sql, size_t max_rows, buf
 
 /* ------------------------------------------------------------ changes */
 
-size_t view_engine_changes(view_engine *ve, uint32_t i, uint64_t *seq, size_t max_bytes, buf *out)
+#define FILTER_MAX_COLS 8
+
+struct view_change_filter {
+    uint32_t n;
+    char *col[FILTER_MAX_COLS];
+    buf want[FILTER_MAX_COLS];   /* the value as the changes write it (JSON) */
+    json_doc jd;
+};
+
+payi_code view_change_filter_make(view_engine *ve, uint32_t i, const view_param *params, size_t nparams,
+                                  view_change_filter **out, payi_err *err)
+{
+    const view_def *d = ve->views[i].def;
+    *out = NULL;
+    if (!nparams)
+        return PAYI_OK;
+    view_change_filter *f = xcalloc(1, sizeof *f);
+    payi_code rc = PAYI_OK;
+    for (size_t p = 0; rc == PAYI_OK && p < nparams; p++) {
+        const char *k = params[p].key;
+        int c = col_index(d, k, strlen(k));
+        expr_value v;
+        if (c < 0)
+            rc = unknown_column(d, "filter", k, err);
+        else if (f->n == FILTER_MAX_COLS)
+            rc = payi_err_set(err, PAYI_VALIDATION, k, "at most %d filters on changes", FILTER_MAX_COLS);
+        else if ((rc = param_value(k, d->cols[c].type, params[p].value, &v, err)) == PAYI_OK) {
+            f->col[f->n] = xstrdup(d->cols[c].name);
+            schema_put_value_json(&f->want[f->n], &v);
+            f->n++;
+        }
+    }
+    if (rc != PAYI_OK) {
+        view_change_filter_free(f);
+        return rc;
+    }
+    *out = f;
+    return PAYI_OK;
+}
+
+void view_change_filter_free(view_change_filter *f)
+{
+    if (!f)
+        return;
+    for (uint32_t k = 0; k < f->n; k++) {
+        free(f->col[k]);
+        buf_release(&f->want[k]);
+    }
+    json_doc_release(&f->jd);
+    free(f);
+}
+
+/* Whether one change ("id: ..\nevent: ..\ndata: {...}\n\n") passes f.  The
+ * row's values and f's are written by the same encoder, so equal values
+ * are equal text. */
+static bool change_passes(view_change_filter *f, const char *sse, size_t len)
+{
+    const char *data = memmem(sse, len, "\ndata: ", 7);
+    if (!f || !data)
+        return true;
+    data += 7;
+    size_t dlen = (size_t)(sse + len - data);
+    while (dlen && (data[dlen - 1] == '\n'))
+        dlen--;
+    json_error je;
+    if (!json_parse(&f->jd, data, dlen, NULL, &je) || f->jd.nodes[0].kind != JSON_OBJECT)
+        return true;
+    for (uint32_t k = 0; k < f->n; k++) {
+        uint32_t at = json_object_get(&f->jd, 0, f->col[k]);
+        if (at == UINT32_MAX)
+            continue;
+        const json_node *nd = &f->jd.nodes[at];
+        if (nd->len != f->want[k].len || memcmp(data + nd->start, f->want[k].data, nd->len) != 0)
+            return false;
+    }
+    return true;
+}
+
+size_t view_engine_changes(view_engine *ve, uint32_t i, uint64_t *seq, size_t max_bytes,
+                           view_change_filter *filter, buf *out)
 {
     view *v = &ve->views[i];
     atomic_store_explicit(&v->watched, true, memory_order_relaxed);
@@ -2063,8 +2142,10 @@ size_t view_engine_changes(view_engine *ve, uint32_t i, uint64_t *seq, size_t ma
     }
     while (*seq < head && out->len < max_bytes) {
         const change *c = &v->ring[(*seq + 1) % v->ring_cap];
-        buf_put(out, c->sse, c->len);
         (*seq)++;
+        if (!change_passes(filter, c->sse, c->len))
+            continue;
+        buf_put(out, c->sse, c->len);
         n++;
     }
     pthread_mutex_unlock(&v->mu);

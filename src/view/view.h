@@ -103,12 +103,22 @@ payi_code view_engine_sql(view_engine *ve, const char *sql, size_t max_rows, buf
 /* Changes: the rows a view's commits changed, in commit order, numbered
  * from 1.  view_engine_changes appends to out every change after *seq as
  * one SSE event each ("id: SEQ\nevent: row|delete\ndata: {...}\n\n"), at
- * most max_bytes, and moves *seq on (a new client starts from
+ * most max_bytes (those that pass filter), and moves *seq on (a new client starts from
  * view_engine_change_head: from now on); a client that fell further behind
  * than the ring gets one "event: reset"
  * (re-read the view) and goes on from the oldest kept.  Returns the
  * number of changes written. */
-size_t view_engine_changes(view_engine *ve, uint32_t view, uint64_t *seq, size_t max_bytes, buf *out);
+typedef struct view_change_filter view_change_filter;
+size_t view_engine_changes(view_engine *ve, uint32_t view, uint64_t *seq, size_t max_bytes,
+                           view_change_filter *filter, buf *out);
+/* A filter on the changes (filter may be NULL: every change): equality on
+ * columns (?col=value, typed as in view_engine_query).  A change passes
+ * when each filtered column it carries has the value; a delete that does
+ * not carry the column (it is not a key) passes.  The changes skipped
+ * still move *seq.  A filter is used by one thread at a time. */
+payi_code view_change_filter_make(view_engine *ve, uint32_t view, const view_param *params, size_t nparams,
+                                  view_change_filter **out, payi_err *err);
+void view_change_filter_free(view_change_filter *f);   /* NULL is fine */
 /* The newest change's number (0: none yet). */
 uint64_t view_engine_change_head(view_engine *ve, uint32_t view);
 

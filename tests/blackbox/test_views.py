@@ -581,6 +581,33 @@ def test_changes_stream_reports_deleted_rows(start):
     assert view_rows(s, "open_shops", s.head(), "&shop=d") == []
 
 
+def test_changes_stream_filtered_by_a_column(start):
+    s = start()
+    got, ready = [], threading.Event()
+    t = threading.Thread(target=lambda: got.extend(read_sse(s.port, "/views/by_shop/changes?shop=f%20two", 2, ready)))
+    t.start()
+    assert ready.wait(10), "the change stream did not open"
+    for shop, qty in [("f one", 1), ("f two", 2), ("f one", 3), ("f two", 4)]:
+        status, _, _, _ = s.post("sales-f", {"type": "Sale", "data": {"shop": shop, "qty": qty}})
+        assert status == 201
+        time.sleep(0.1)          # one commit each: four changes, two of them for "f two"
+    t.join(15)
+    rows = [json.loads(e["data"]) for e in got]
+    assert [(r["shop"], r["qty"]) for r in rows] == [("f two", 2), ("f two", 6)], rows
+
+
+@pytest.mark.parametrize("query,field,message", [
+    ("nope=1", "nope", "view by_shop has no column \"nope\""),
+    ("n=abc", "n", "filter n=abc: not a valid bigint"),
+])
+def test_changes_stream_refuses_a_bad_filter(start, query, field, message):
+    s = start()
+    status, _, _, j = s.get(f"/views/by_shop/changes?{query}")
+    assert status == 400, (status, j)
+    assert j["error"]["code"] == "validation" and j["error"]["field"] == field, j
+    assert message in j["error"]["message"], j
+
+
 # ---------------------------------------------------------------------------
 # bad events and definitions
 

@@ -221,7 +221,11 @@
       let settled = false;
       const settle = () => { if (!settled) { settled = true; resolve(); } };
       setTimeout(settle, OPEN_WAIT_MS);
-      const es = new EventSource(`/views/${encodeURIComponent(v.spec.name)}/changes`);
+      /* A per-country view is followed for the selected country only: the
+       * server filters, so the page is not sent every country's changes. */
+      const only = v.spec.country && state.country
+        ? `?${encodeURIComponent(v.spec.country)}=${encodeURIComponent(state.country)}` : '';
+      const es = new EventSource(`/views/${encodeURIComponent(v.spec.name)}/changes${only}`);
       v.es = es;
       es.addEventListener('open', () => {
         if (v.es !== es) return;
@@ -298,9 +302,13 @@
     if (!country || country === state.country) return;
     state.country = country;
     for (const id of ['daily', 'rt', 'forecast']) {
-      views[id].rows = new Map();
-      views[id].loaded = false;
-      load(views[id]);
+      const v = views[id];
+      v.rows = new Map();
+      v.loaded = false;
+      if (v.es) { const es = v.es; v.es = null; es.close(); }   // its filter names the old country
+      if (state.paused) { load(v); continue; }
+      v.live = 'connecting';
+      follow(v).then(() => load(v));
     }
     if (fromUser) {
       const hash = '#country=' + encodeURIComponent(country);
