@@ -33,7 +33,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   REPO, PAYI_BIN, CHROMIUM, OUT, startPayi, stopPayi, getView, launchBrowser,
-  check, assert, eq, summary, results, fmtInt, fmt1, fmt2, fmtCases, closedChangeStream,
+  check, assert, eq, summary, results, fmtInt, fmt1, fmt2, fmtCases, fmtInterval, closedChangeStream,
 } from './lib.mjs';
 
 const APP = process.env.PAYI_APP_DIR || join(REPO, 'examples', 'covid');   // the app: covid.payi and data/
@@ -139,7 +139,7 @@ function compareRt(got, want, name) {
   const r = want.rt;
   eq(Number(got.rt.value), r.median, `latest Rt median (${r.day}) vs rt_by_country`);
   eq(got.rt.text, fmt2.format(r.median), 'latest Rt (text)');
-  eq(got.rt.note, `95 % CrI ${fmt2.format(r.q025)}–${fmt2.format(r.q975)}, ${r.day}`, 'Rt credible interval and day');
+  eq(got.rt.note, `95 % CrI ${fmtInterval(r.q025, r.q975)}, ${r.day}`, 'Rt credible interval and day');
   eq(got.sumRt, `Rt in ${name} from ${want.rtFirst.day} to ${r.day}: ${fmt2.format(r.median)} on the last day ` +
     `(95 % credible interval ${fmt2.format(r.q025)} to ${fmt2.format(r.q975)}).`, 'Rt chart summary');
   eq(got.legendRt['Median Rt'], fmt2.format(r.median), 'Rt chart legend, median on the last day');
@@ -158,8 +158,8 @@ function compareForecast(got, want, name) {
   eq(got.fc.note, `cases on ${n.day}, 95 % ${fmtCases(n.q025)}–${fmtCases(n.q975)}`, 'forecast day and interval');
   eq(got.sumForecast, `Forecast of daily cases in ${name} from ${first.day} to ${last.day}: median ${fmtCases(last.median)} ` +
     `on the last day (95 % interval ${fmtCases(last.q025)} to ${fmtCases(last.q975)}).`, 'forecast chart summary');
-  eq(got.legendForecast['Forecast median'], fmt1.format(last.median), `forecast chart legend, median on ${last.day}`);
-  eq(got.legendForecast['Upper 97.5 %'], fmt1.format(last.q975), 'forecast chart legend, upper bound');
+  eq(got.legendForecast['Forecast median'], fmtInt.format(last.median), `forecast chart legend, median on ${last.day}`);
+  eq(got.legendForecast['Upper 97.5 %'], fmtInt.format(last.q975), 'forecast chart legend, upper bound');
   eq(got.legendForecast['Lower 2.5 %'], fmt1.format(last.q025), 'forecast chart legend, lower bound');
 }
 

@@ -106,7 +106,15 @@ export const fmtInt = new Intl.NumberFormat('en-US', { maximumFractionDigits: 0 
 export const fmt1 = new Intl.NumberFormat('en-US', { minimumFractionDigits: 1, maximumFractionDigits: 1 });
 export const fmt2 = new Intl.NumberFormat('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 2 });
 /* A forecast of cases, as the page writes it: whole numbers, one decimal below 10. */
-export const fmtCases = (v) => (Math.abs(v) < 10 ? fmt1.format(v) : fmtInt.format(v));
+export const fmtCases = (v) => fmtInt.format(v);   // forecasts are counts: whole numbers
+/* An Rt interval as the page shows it: two decimals, more (up to five)
+ * while both ends would read the same. */
+export function fmtInterval(lo, hi) {
+  for (let d = 2; ; d++) {
+    const f = new Intl.NumberFormat('en-US', { minimumFractionDigits: d, maximumFractionDigits: d });
+    if (f.format(lo) !== f.format(hi) || d === 5) return `${f.format(lo)}–${f.format(hi)}`;
+  }
+}
 
 // ---------------------------------------------------------------- a tiny harness
 

@@ -89,8 +89,18 @@
   const int = (v) => (isNum(v) ? fmtInt.format(v) : '–');
   const dec1 = (v) => (isNum(v) ? fmt1.format(v) : '–');
   const dec2 = (v) => (isNum(v) ? fmt2.format(v) : '–');
-  /* A forecast of cases: whole numbers, one decimal below 10. */
-  const cases = (v) => (!isNum(v) ? '–' : Math.abs(v) < 10 ? fmt1.format(v) : fmtInt.format(v));
+  /* A forecast of cases: counts, so whole numbers (its quantiles are
+   * interpolated between sample paths and may carry a fraction). */
+  const cases = (v) => (isNum(v) ? fmtInt.format(v) : '–');
+  /* A 95 % interval of Rt: two decimals, more when both ends round alike. */
+  function interval(lo, hi) {
+    if (!isNum(lo) || !isNum(hi)) return '–';
+    for (let d = 2; d < 6; d++) {
+      const f = new Intl.NumberFormat('en-US', { minimumFractionDigits: d, maximumFractionDigits: d });
+      if (f.format(lo) !== f.format(hi) || d === 5) return `${f.format(lo)}–${f.format(hi)}`;
+    }
+    return '–';
+  }
   const DAY_S = 86400;
   /* "YYYY-MM-DD" <-> seconds since the epoch at 00:00 UTC (uPlot's x). */
   function dayToTs(day) {
@@ -479,7 +489,7 @@
     const rts = rtRows();
     const rt = rts.length ? rts[rts.length - 1] : null;
     setKpi('kpi-rt', dec2(rt && rt.median), rt ? rt.median : null,
-      rt ? `95 % CrI ${dec2(rt.q025)}–${dec2(rt.q975)}, ${rt.day}` : 'no estimate yet');
+      rt ? `95 % CrI ${interval(rt.q025, rt.q975)}, ${rt.day}` : 'no estimate yet');
     /* The forecast for the first day after the last reported one (else the first). */
     const fcs = forecastRows();
     const lastDay = n ? s.days[n - 1] : '';
@@ -602,9 +612,12 @@
     const lo = rows.map((r) => (isNum(r.q025) ? r.q025 : null));
     const hi = rows.map((r) => (isNum(r.q975) ? r.q975 : null));
     const one = rows.map(() => 1);
-    /* Early estimates can have very wide intervals: the y range follows the
-     * medians, so the band may be cut at the top. */
-    const medMax = Math.max(1.5, ...med.filter(isNum));
+    /* Early estimates can have very wide intervals, and the first weeks of
+     * an epidemic (or a week of backlog reported at once) a median of 10 or
+     * more: the y range follows the medians' 95th percentile, so that the
+     * values around 1 stay readable; a spike or band above is cut. */
+    const sortedMed = med.filter(isNum).sort((a, b) => a - b);
+    const medMax = Math.max(1.5, sortedMed.length ? sortedMed[Math.floor(0.95 * (sortedMed.length - 1))] : 0);
     rtTop = Math.max(2, Math.min(Math.max(...hi.filter(isNum), 0), Math.max(4, medMax * 1.25)));
     const last = rows[rows.length - 1];
     draw('rt', 'rt', () => ({
@@ -653,9 +666,9 @@
         xSeries(),
         { label: 'New cases', stroke: COLORS.casesBar, fill: COLORS.casesBar, width: 0, paths: bars(), points: { show: false }, value: valueInt },
         { label: '7-day average', stroke: COLORS.cases, width: 2, points: { show: false }, value: value1 },
-        { label: 'Forecast median', stroke: COLORS.forecast, width: 2, dash: [8, 4], points: { show: false }, value: value1 },
-        { label: 'Upper 97.5 %', stroke: COLORS.forecastEdge, width: 1, points: { show: false }, value: value1 },
-        { label: 'Lower 2.5 %', stroke: COLORS.forecastEdge, width: 1, points: { show: false }, value: value1 },
+        { label: 'Forecast median', stroke: COLORS.forecast, width: 2, dash: [8, 4], points: { show: false }, value: valueInt },
+        { label: 'Upper 97.5 %', stroke: COLORS.forecastEdge, width: 1, points: { show: false }, value: valueInt },
+        { label: 'Lower 2.5 %', stroke: COLORS.forecastEdge, width: 1, points: { show: false }, value: valueInt },
       ],
     }), data, fcs.length ? null : `No forecast yet for ${name}.`,
     fcs.length ? `Forecast of daily cases in ${name} from ${first[FORECAST.day]} to ${last[FORECAST.day]}: median ${cases(last[FORECAST.median])} on the last day (95 % interval ${cases(last[FORECAST.lo])} to ${cases(last[FORECAST.hi])}).`
