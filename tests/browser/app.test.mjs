@@ -160,7 +160,7 @@ function compareForecast(got, want, name) {
     `on the last day (95 % interval ${fmtCases(last.q025)} to ${fmtCases(last.q975)}).`, 'forecast chart summary');
   eq(got.legendForecast['Forecast median'], fmtInt.format(last.median), `forecast chart legend, median on ${last.day}`);
   eq(got.legendForecast['Upper 97.5 %'], fmtInt.format(last.q975), 'forecast chart legend, upper bound');
-  eq(got.legendForecast['Lower 2.5 %'], fmt1.format(last.q025), 'forecast chart legend, lower bound');
+  eq(got.legendForecast['Lower 2.5 %'], fmtInt.format(last.q025), 'forecast chart legend, lower bound');
 }
 
 // ---------------------------------------------------------------- the run
