@@ -40,7 +40,8 @@
     weekly: { name: 'weekly_world', keys: ['week'], order: 'week' },
     daily: { name: 'daily_by_country', country: 'country', keys: ['day'], order: 'day' },
     rt: { name: 'rt_by_country', country: 'country', keys: ['day'], order: 'day' },
-    forecast: { name: FORECAST.view, country: FORECAST.country, keys: [FORECAST.origin, FORECAST.day], order: FORECAST.day },
+    forecast: { name: FORECAST.view, country: FORECAST.country, keys: [FORECAST.origin, FORECAST.day], order: FORECAST.day,
+      optional: true },   // a spec without forecasts: the panel says so, the page stays live
   };
 
   const DEFAULT_COUNTRY = "Cote d'Ivoire";    // JHU's spelling, the paper's country
@@ -67,6 +68,7 @@
    * closes its streams (and reads everything again when shown). */
   const HIDDEN_PAUSE_MS = 10000;
   const CHART_HEIGHT = 240;
+  const CFR_MIN_CASES = 100;                  // deaths per 100 cases shown from this many cases
   const FORECAST_CONTEXT_DAYS = 56;          // observed days shown before the forecast
 
   const COLORS = {
@@ -201,6 +203,13 @@
       if (gen !== v.gen) return;
       v.loading = false;
       v.queue = [];
+      if (v.spec.optional && e.status === 404) {   // the spec has no such view
+        v.absent = true;
+        v.error = null;
+        if (v.es) { const es = v.es; v.es = null; es.close(); }
+        markDirty(v.id, 'status');
+        return;
+      }
       v.error = `${v.spec.name}: ${e.message}`;
     }
     markDirty(v.id, 'status');
@@ -227,6 +236,7 @@
   /* Open the view's change stream; resolves once it is open (or has failed,
    * or OPEN_WAIT_MS passed). */
   function follow(v) {
+    if (v.absent) return Promise.resolve();
     return new Promise((resolve) => {
       let settled = false;
       const settle = () => { if (!settled) { settled = true; resolve(); } };
@@ -253,7 +263,7 @@
           /* A stream the server refused (the view is missing, or the server is
            * stopping): try again later, unless the view itself is missing. */
           setTimeout(() => {
-            if (!state.paused && v.es === null && !(v.error && /no view named/.test(v.error))) follow(v);
+            if (!state.paused && v.es === null && !v.absent && !(v.error && /no view named/.test(v.error))) follow(v);
           }, RETRY_MS);
         } else {
           v.live = 'reconnecting';   // EventSource retries by itself
@@ -400,7 +410,7 @@
   }
 
   function renderStatus() {
-    const all = Object.values(views);
+    const all = Object.values(views).filter((v) => !v.absent);
     const errors = all.filter((v) => v.error).map((v) => v.error);
     const lives = all.map((v) => v.live);
     let st, text;
@@ -698,7 +708,9 @@
     country: (r) => displayName(r.country),
     cases: (r) => r.cases,
     deaths: (r) => r.deaths,
-    cfr: (r) => (isNum(r.cases) && r.cases > 0 && isNum(r.deaths) ? (100 * r.deaths) / r.cases : null),
+    /* Below CFR_MIN_CASES cases the ratio says nothing (North Korea reported
+     * 1 case and 6 deaths: "600"): shown as missing. */
+    cfr: (r) => (isNum(r.cases) && r.cases >= CFR_MIN_CASES && isNum(r.deaths) ? (100 * r.deaths) / r.cases : null),
     first_case_day: (r) => r.first_case_day,
     last_day: (r) => r.last_day,
   };
