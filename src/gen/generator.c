@@ -42,6 +42,7 @@
 #include "base/json.h"
 #include "base/mem.h"
 #include "base/thread.h"
+#include "base/timefmt.h"
 #include "gen/forecast.h"
 #include "gen/rt.h"
 
@@ -391,6 +392,7 @@ typedef struct gen {
     series *map;                 /* open addressing, power of two */
     uint32_t cap, n;
     uint32_t nmoved;             /* series with moved set */
+    int64_t last_input_ns;       /* when the last input event was read (monotonic) */
     pending *pend;
     uint32_t npend, cappend;
     buf text;                    /* streams and typed data of pending events */
@@ -580,6 +582,7 @@ static void apply_input(gen *G, const log_event *ev)
     int k = input_index(G, ev);
     if (k < 0 || (ev->stream_len && ev->stream[0] == '$'))
         return;
+    G->last_input_ns = time_mono_ns();
     const spec_gen_input *in = &G->g->inputs[k];
     const ev_schema *decl = G->eng->spec->events[in->event];
     payi_err err;
@@ -699,26 +702,29 @@ static void *gen_main(void *arg)
     while (!atomic_load(&G->eng->stopping)) {
         log_event ev;
         payi_err err;
-        /* Pending events are flushed as soon as the log is drained; a look
-         * ahead waits until it has been quiet for HEAD_QUIET_MS, because
-         * the next input makes it stale (a fast ingest would otherwise
-         * forecast every key at every drain). */
-        int wait_ms = G->npend ? 0 : G->nmoved ? HEAD_QUIET_MS : 200;
-        payi_code rc = log_sub_next(sub, &ev, wait_ms, &err);
-        if (rc == PAYI_OK) {
-            apply_input(G, &ev);
-            next = ev.position + 1;
-            if (G->npend < FLUSH_EVENTS)
-                continue;
-        } else if (rc == PAYI_TIMEOUT) {
-            if (wait_ms == HEAD_QUIET_MS && G->nmoved)
-                emit_head_rows(G);
+        /* Pending events are flushed as soon as the log is drained.  A
+         * look ahead waits until no input has arrived for HEAD_QUIET_MS,
+         * because the next input makes it stale (a fast ingest would
+         * otherwise forecast every key at every drain); other events (the
+         * derived ones of other generators, our own) do not count. */
+        int64_t quiet_ms = (time_mono_ns() - G->last_input_ns) / 1000000;
+        if (!G->npend && G->nmoved && quiet_ms >= HEAD_QUIET_MS) {
+            emit_head_rows(G);
         } else {
-            gen_error(G, "reading the log", &err);
-            pthread_mutex_lock(&G->mu);
-            G->st.failed = true;
-            pthread_mutex_unlock(&G->mu);
-            break;
+            int wait_ms = G->npend ? 0 : G->nmoved ? (int)(HEAD_QUIET_MS - quiet_ms) : 200;
+            payi_code rc = log_sub_next(sub, &ev, wait_ms, &err);
+            if (rc == PAYI_OK) {
+                apply_input(G, &ev);
+                next = ev.position + 1;
+                if (G->npend < FLUSH_EVENTS)
+                    continue;
+            } else if (rc != PAYI_TIMEOUT) {
+                gen_error(G, "reading the log", &err);
+                pthread_mutex_lock(&G->mu);
+                G->st.failed = true;
+                pthread_mutex_unlock(&G->mu);
+                break;
+            }
         }
         if (!flush_pending(G, next)) {   /* the log refused (read-only, disk full): stop, visibly */
             pthread_mutex_lock(&G->mu);

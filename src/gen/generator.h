@@ -24,8 +24,8 @@
  *                      r_max (3).  A forecast looks ahead from a key's last
  *                      day, so it is made at the head: once the
  *                      generator has read everything the log holds and
- *                      the log has been quiet for 50 ms, for each key
- *                      whose series moved since.  Live, that is
+ *                      no input has arrived for 50 ms, for each key whose
+ *                      series moved since.  Live, that is
  *                      every day as it arrives; a replay of history makes
  *                      one, from the last day (bench/backtest evaluates
  *                      the same forecast at every day of the history).
