@@ -47,7 +47,7 @@
 #include "gen/rt.h"
 
 #define FLUSH_EVENTS 4096
-#define HEAD_QUIET_MS 50         /* quiet log before a look ahead (at_head kinds) */
+#define HEAD_QUIET_MS 50         /* no input for this long before a look ahead (at_head kinds) */
 #define MAX_ROWS 64              /* rows one day may produce (a forecast's horizon) */
 #define KIND_MAX_PARAMS 8
 #define KIND_MAX_FIELDS 8
