@@ -122,6 +122,7 @@ struct http_server {
     const registry *reg;
     cmd_engine *cmd;
     view_engine *views;         /* NULL without views: /views answers 404 */
+    gen_engine *gens;           /* NULL without generators */
     pthread_mutex_t park_mu;    /* event streams waiting for events */
     sse *parked;
     pthread_t waker;            /* resumes them when the head moves, and every SSE_SLICE_MS */
@@ -1046,6 +1047,7 @@ static void metrics_durations(buf *out, http_server *s)
 }
 
 static void metrics_views(buf *out, view_engine *ve);   /* with the view routes, below */
+static void metrics_generators(buf *out, gen_engine *g);
 
 static enum MHD_Result handle_metrics(http_req *r, struct MHD_Connection *c)
 {
@@ -1073,6 +1075,8 @@ static enum MHD_Result handle_metrics(http_req *r, struct MHD_Connection *c)
     }
     if (r->srv->views)
         metrics_views(&out, r->srv->views);
+    if (gen_engine_count(r->srv->gens))
+        metrics_generators(&out, r->srv->gens);
     enum MHD_Result rc = send_body(r, c, 200, "text/plain; version=0.0.4; charset=utf-8", &out);
     buf_release(&out);
     return rc;
@@ -1286,6 +1290,33 @@ static void metrics_views(buf *out, view_engine *ve)
             view_engine_status(ve, i, &st);
             uint64_t v[] = {st.position, st.events_folded, st.events_skipped, st.rows_written, st.batches, st.failed};
             buf_printf(out, "%s{view=\"%s\"} %" PRIu64 "\n", m[k].name, view_engine_def(ve, i)->name, v[k]);
+        }
+    }
+}
+
+static void metrics_generators(buf *out, gen_engine *g)
+{
+    static const struct {
+        const char *name, *type, *help;
+    } m[] = {{"payi_generator_position", "gauge", "Every input below this position is processed, its events durable."},
+             {"payi_generator_inputs_total", "counter", "Input events applied since start."},
+             {"payi_generator_emitted_total", "counter", "Derived events appended (new ones)."},
+             {"payi_generator_repeated_total", "counter", "Derived events the log already held (a replay)."},
+             {"payi_generator_late_values_total", "counter", "Values for a day already passed (not applied)."},
+             {"payi_generator_skipped_total", "counter", "Inputs with a NULL or failing KEY, DAY or VALUE."},
+             {"payi_generator_clamped", "gauge", "Negative daily values clamped to 0."},
+             {"payi_generator_keys", "gauge", "Series (keys) followed."},
+             {"payi_generator_looking_ahead", "gauge", "1 while moved keys wait for their look ahead."},
+             {"payi_generator_failed", "gauge", "1 when the generator stopped on an error."}};
+    uint32_t n = gen_engine_count(g);
+    for (size_t k = 0; k < sizeof m / sizeof *m; k++) {
+        buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", m[k].name, m[k].help, m[k].name, m[k].type);
+        for (uint32_t i = 0; i < n; i++) {
+            gen_status st;
+            gen_engine_status(g, i, &st);
+            uint64_t v[] = {st.position, st.inputs, st.emitted, st.repeated, st.late_values, st.skipped,
+                            st.clamped, st.keys, st.looking_ahead, st.failed};
+            buf_printf(out, "%s{generator=\"%s\"} %" PRIu64 "\n", m[k].name, gen_engine_name(g, i), v[k]);
         }
     }
 }
@@ -1611,6 +1642,7 @@ payi_code http_start(http_server **out, const http_backend *be, const http_optio
     s->reg = be->reg;
     s->cmd = be->cmd;
     s->views = be->views;
+    s->gens = be->gens;
     s->opt = *o;
     payi_code rc = bind_listen(o->listen, &s->fd, err);
     if (rc == PAYI_OK && (rc = name_listen(s, err)) != PAYI_OK)

@@ -26,6 +26,7 @@
 #include "base/err.h"
 #include "command/command.h"
 #include "event/registry.h"
+#include "gen/generator.h"
 #include "log/log.h"
 #include "view/view.h"
 
@@ -57,6 +58,7 @@ typedef struct http_backend {
     const registry *reg;
     cmd_engine *cmd;
     view_engine *views;   /* NULL without views: /views and /sql answer 404 */
+    gen_engine *gens;     /* NULL without generators: only their metrics */
 } http_backend;
 
 payi_code http_start(http_server **out, const http_backend *b, const http_options *o, payi_err *err);

@@ -301,7 +301,7 @@ static int run(serve_config *c, const serve_task *task)
     }
     payi_err err;
     http_server *srv;
-    http_backend hb = {b.log, b.reg, b.cmd, b.views};
+    http_backend hb = {b.log, b.reg, b.cmd, b.views, b.gens};
     if (http_start(&srv, &hb, &c->http, &err) != PAYI_OK) {
         cli_report(&err, 0);
         backend_close(&b);

@@ -129,6 +129,11 @@ def test_forecast_of_a_steady_series_is_flat_and_covers_it(start, tmp_path):
         assert 85 <= r["median"] <= 115, r
         assert r["q025"] < 100 < r["q975"], r
         assert r["q025"] <= r["median"] <= r["q975"], r
+    status, _, raw, _ = s.get("/metrics")
+    emitted = int(re.search(rb'payi_generator_emitted_total\{generator="forecast"\} (\d+)\n', raw).group(1))
+    assert emitted >= 7 and emitted % 7 == 0, raw      # whole forecasts of 7 days (one, unless the input paused)
+    assert re.search(rb'payi_generator_keys\{generator="rt"\} 1\n', raw), raw
+    assert re.search(rb'payi_generator_looking_ahead\{generator="forecast"\} 0\n', raw), raw
     # the same inputs on another server give the same forecast, bit for bit
     s2 = start(data=tmp_path / "b", spec=EPI)
     post_events(s2, incidence("steady", days))
