@@ -99,7 +99,9 @@ typedef struct rt_series {
     int64_t first_day;
 } rt_series;
 
-static payi_code rt_kind_open(void **out, const double *prm, payi_err *err)
+/* The Rt state both kinds start from: params si_mean, si_sd, window,
+ * prior_mean, prior_sd in prm[0..4]; only the quantiles asked for. */
+static payi_code open_rt_state(const double *prm, unsigned quantiles, rt_state **out, payi_err *err)
 {
     enum { SI_N = 256 };
     double w[SI_N];
@@ -111,9 +113,15 @@ static payi_code rt_kind_open(void **out, const double *prm, payi_err *err)
     cfg.window = (int)prm[2];
     cfg.prior_mean = prm[3];
     cfg.prior_sd = prm[4];
-    cfg.quantiles = 1u << RT_MEDIAN | 1u << RT_Q025 | 1u << RT_Q975;   /* what the events carry */
+    cfg.quantiles = quantiles;
+    return rt_open(out, w, SI_N, &cfg, err);
+}
+
+static payi_code rt_kind_open(void **out, const double *prm, payi_err *err)
+{
     rt_series *s = xcalloc(1, sizeof *s);
-    rc = rt_open(&s->st, w, SI_N, &cfg, err);
+    /* the quantiles the events carry */
+    payi_code rc = open_rt_state(prm, 1u << RT_MEDIAN | 1u << RT_Q025 | 1u << RT_Q975, &s->st, err);
     if (rc != PAYI_OK) {
         free(s);
         return rc;
@@ -153,6 +161,8 @@ static int64_t rt_kind_clamped(const void *p) { return rt_clamped(((const rt_ser
 /* renewal_forecast: params si_mean, si_sd, window, prior_mean, prior_sd (as
  * rt_cori: the Rt that drives the forecast), horizon, paths, r_max. */
 
+enum { FORECAST_FIELDS = 5 };    /* origin_day, day, median, q025, q975 */
+
 typedef struct forecast_series {
     rt_state *st;
     int64_t first_day;
@@ -163,7 +173,6 @@ typedef struct forecast_series {
 
 static payi_code forecast_kind_open(void **out, const double *prm, payi_err *err)
 {
-    enum { SI_N = 256 };
     if (!(prm[5] >= 1 && prm[5] <= MAX_ROWS && prm[5] == floor(prm[5])))
         return payi_err_set(err, PAYI_VALIDATION, "horizon", "horizon must be a whole number of days from 1 to %d",
                             MAX_ROWS);
@@ -171,18 +180,8 @@ static payi_code forecast_kind_open(void **out, const double *prm, payi_err *err
         return payi_err_set(err, PAYI_VALIDATION, "paths", "paths must be a whole number from 1 to 100000");
     if (!(prm[7] > 0))
         return payi_err_set(err, PAYI_VALIDATION, "r_max", "r_max must be > 0");
-    double w[SI_N];
-    payi_code rc = rt_discr_si(prm[0], prm[1], SI_N, w, err);
-    if (rc != PAYI_OK)
-        return rc;
-    rt_config rcfg;
-    rt_config_default(&rcfg);
-    rcfg.window = (int)prm[2];
-    rcfg.prior_mean = prm[3];
-    rcfg.prior_sd = prm[4];
-    rcfg.quantiles = 0;          /* only the posterior's shape and scale are used */
     forecast_series *s = xcalloc(1, sizeof *s);
-    rc = rt_open(&s->st, w, SI_N, &rcfg, err);
+    payi_code rc = open_rt_state(prm, 0, &s->st, err);   /* only the posterior's shape and scale are used */
     if (rc != PAYI_OK) {
         free(s);
         return rc;
@@ -234,7 +233,7 @@ static size_t forecast_kind_at_head(void *p, int64_t *origin, expr_value *rows)
         return 0;   /* the inputs were validated at open; nothing here can be refused */
     *origin = s->first_day + rt_days(s->st) - 1;
     for (int h = 0; h < s->cfg.horizon; h++) {
-        expr_value *r = rows + (size_t)h * 5;
+        expr_value *r = rows + (size_t)h * FORECAST_FIELDS;
         r[0] = expr_date(*origin);
         r[1] = expr_date(*origin + out[h].h);
         r[2] = expr_double(out[h].median);
