@@ -99,18 +99,6 @@ def others(machine_ticks, own_ticks):
 
 # ---------------------------------------------------------------- small pieces
 
-def cmd_machine(a):
-    common.cmd_machine(a)
-
-
-def cmd_busy(a):
-    common.cmd_busy(a)
-
-
-def cmd_error(a):
-    write_json(a.out, piece(a.engine, a.name, ok=False, error=a.reason))
-
-
 def spec_text(path):
     return "\n".join(l for l in read_text(path).splitlines() if not l.lstrip().startswith("--"))
 
@@ -733,21 +721,13 @@ def cmd_combine(a):
 def main(argv):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
-    s = sub.add_parser("machine")
-    s.add_argument("--scratch", required=True)
-    s.add_argument("--repo", required=True)
-    s.add_argument("--payi-bin", required=True)
-    s.add_argument("--out", required=True)
-    s.set_defaults(fn=cmd_machine)
-    s = sub.add_parser("busy")
-    s.add_argument("--out", required=True)
-    s.set_defaults(fn=cmd_busy)
+    common.add_machine_parsers(sub)
     s = sub.add_parser("error")
     s.add_argument("--out", required=True)
     s.add_argument("--engine", required=True)
     s.add_argument("--name", required=True)
     s.add_argument("--reason", required=True)
-    s.set_defaults(fn=cmd_error)
+    s.set_defaults(fn=common.cmd_error)
     s = sub.add_parser("payi")
     s.add_argument("--out", required=True)
     s.add_argument("--name", required=True)

@@ -400,10 +400,6 @@ def cmd_error(a):
     write_json(a.out, piece(a.engine, a.name, ok=False, error=a.reason, status=status))
 
 
-def cmd_busy(a):
-    common.cmd_busy(a)
-
-
 # ---------------------------------------------------------------- combine
 
 def ms(us):
@@ -789,12 +785,7 @@ def main(argv):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
 
-    s = sub.add_parser("machine")
-    s.add_argument("--scratch", required=True)
-    s.add_argument("--repo", required=True)
-    s.add_argument("--payi-bin", required=True)
-    s.add_argument("--out", required=True)
-    s.set_defaults(fn=cmd_machine)
+    common.add_machine_parsers(sub, cmd_machine)
 
     s = sub.add_parser("wrk")
     for k in ("--out", "--engine", "--name", "--path", "--content-type", "--stdout"):
@@ -847,10 +838,6 @@ def main(argv):
     g.add_argument("--missing", action="store_true")
     g.add_argument("--skipped", action="store_true")
     s.set_defaults(fn=cmd_error)
-
-    s = sub.add_parser("busy")
-    s.add_argument("--out", required=True)
-    s.set_defaults(fn=cmd_busy)
 
     s = sub.add_parser("combine")
     s.add_argument("--pieces", required=True)

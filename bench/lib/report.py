@@ -431,6 +431,21 @@ def cmd_error(a):
     write_json(a.out, piece(a.engine, a.name, ok=False, error=a.reason))
 
 
+def add_machine_parsers(sub, machine=None):
+    """The subcommands every bench's report has: `machine` (the machine's
+    facts, before the first run; `machine` may wrap cmd_machine to add some)
+    and `busy` (how busy the CPUs were, after the last run)."""
+    s = sub.add_parser("machine")
+    s.add_argument("--scratch", required=True)
+    s.add_argument("--repo", required=True)
+    s.add_argument("--payi-bin", required=True)
+    s.add_argument("--out", required=True)
+    s.set_defaults(fn=machine or cmd_machine)
+    s = sub.add_parser("busy")
+    s.add_argument("--out", required=True)
+    s.set_defaults(fn=cmd_busy)
+
+
 # ---------------------------------------------------------------- combine
 
 def load_pieces(directory):
@@ -762,12 +777,7 @@ def main(argv):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
 
-    s = sub.add_parser("machine")
-    s.add_argument("--scratch", required=True)
-    s.add_argument("--repo", required=True)
-    s.add_argument("--payi-bin", required=True)
-    s.add_argument("--out", required=True)
-    s.set_defaults(fn=cmd_machine)
+    add_machine_parsers(sub)
 
     s = sub.add_parser("dd")
     s.add_argument("--out", required=True)
@@ -813,10 +823,6 @@ def main(argv):
     s.add_argument("--stdout", default="/dev/null")
     s.add_argument("--stderr", default="/dev/null")
     s.set_defaults(fn=cmd_payi)
-
-    s = sub.add_parser("busy")
-    s.add_argument("--out", required=True)
-    s.set_defaults(fn=cmd_busy)
 
     s = sub.add_parser("error")
     s.add_argument("--out", required=True)

@@ -56,14 +56,6 @@ STORE_PARTS = ("payi: store", "SQLite", "libpq")
 
 # ---------------------------------------------------------------- small pieces
 
-def cmd_machine(a):
-    common.cmd_machine(a)
-
-
-def cmd_busy(a):
-    common.cmd_busy(a)
-
-
 def cmd_error(a):
     write_json(a.out, piece("payi", a.name, ok=False, error=a.reason))
 
@@ -582,15 +574,7 @@ def cmd_combine(a):
 def main(argv):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
-    s = sub.add_parser("machine")
-    s.add_argument("--scratch", required=True)
-    s.add_argument("--repo", required=True)
-    s.add_argument("--payi-bin", required=True)
-    s.add_argument("--out", required=True)
-    s.set_defaults(fn=cmd_machine)
-    s = sub.add_parser("busy")
-    s.add_argument("--out", required=True)
-    s.set_defaults(fn=cmd_busy)
+    common.add_machine_parsers(sub)
     s = sub.add_parser("error")
     s.add_argument("--out", required=True)
     s.add_argument("--name", required=True)

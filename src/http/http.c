@@ -1272,53 +1272,76 @@ static enum MHD_Result handle_sql(http_req *r, struct MHD_Connection *c)
     return rc;
 }
 
+typedef struct metric_def {
+    const char *name, *type, *help;
+} metric_def;
+
+/* One family per metric of m, each with a sample per item: v[i * nm + k] is
+ * metric k of item i, labelled label="names[i]".  The callers take each
+ * item's status once, so the families agree with each other. */
+static void metric_families(buf *out, const metric_def *m, size_t nm, const char *label, const char *const *names,
+                            const uint64_t *v, uint32_t n)
+{
+    for (size_t k = 0; k < nm; k++) {
+        buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", m[k].name, m[k].help, m[k].name, m[k].type);
+        for (uint32_t i = 0; i < n; i++)
+            buf_printf(out, "%s{%s=\"%s\"} %" PRIu64 "\n", m[k].name, label, names[i], v[(size_t)i * nm + k]);
+    }
+}
+
 static void metrics_views(buf *out, view_engine *ve)
 {
-    static const struct {
-        const char *name, *type, *help;
-    } m[] = {{"payi_view_position", "gauge", "Every event below this position is applied to the view."},
-             {"payi_view_events_folded_total", "counter", "Events folded into the view since start."},
-             {"payi_view_events_skipped_total", "counter", "Events the view could not evaluate (skipped)."},
-             {"payi_view_rows_written_total", "counter", "Rows merged into or deleted from the view's table."},
-             {"payi_view_batches_total", "counter", "Store transactions of the view."},
-             {"payi_view_failed", "gauge", "1 while the view is stopped on a store error."}};
+    static const metric_def m[] = {
+        {"payi_view_position", "gauge", "Every event below this position is applied to the view."},
+        {"payi_view_events_folded_total", "counter", "Events folded into the view since start."},
+        {"payi_view_events_skipped_total", "counter", "Events the view could not evaluate (skipped)."},
+        {"payi_view_rows_written_total", "counter", "Rows merged into or deleted from the view's table."},
+        {"payi_view_batches_total", "counter", "Store transactions of the view."},
+        {"payi_view_failed", "gauge", "1 while the view is stopped on a store error."}};
+    enum { NM = sizeof m / sizeof *m };
     uint32_t n = view_engine_count(ve);
-    for (size_t k = 0; k < sizeof m / sizeof *m; k++) {
-        buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", m[k].name, m[k].help, m[k].name, m[k].type);
-        for (uint32_t i = 0; i < n; i++) {
-            view_status st;
-            view_engine_status(ve, i, &st);
-            uint64_t v[] = {st.position, st.events_folded, st.events_skipped, st.rows_written, st.batches, st.failed};
-            buf_printf(out, "%s{view=\"%s\"} %" PRIu64 "\n", m[k].name, view_engine_def(ve, i)->name, v[k]);
-        }
+    const char **names = xcalloc(n + 1, sizeof *names);
+    uint64_t *v = xcalloc((size_t)n * NM + 1, sizeof *v);
+    for (uint32_t i = 0; i < n; i++) {
+        view_status st;
+        view_engine_status(ve, i, &st);
+        names[i] = view_engine_def(ve, i)->name;
+        uint64_t row[NM] = {st.position, st.events_folded, st.events_skipped, st.rows_written, st.batches, st.failed};
+        memcpy(v + (size_t)i * NM, row, sizeof row);
     }
+    metric_families(out, m, NM, "view", names, v, n);
+    free(names);
+    free(v);
 }
 
 static void metrics_generators(buf *out, gen_engine *g)
 {
-    static const struct {
-        const char *name, *type, *help;
-    } m[] = {{"payi_generator_position", "gauge", "Every input below this position is processed, its events durable."},
-             {"payi_generator_inputs_total", "counter", "Input events applied since start."},
-             {"payi_generator_emitted_total", "counter", "Derived events appended (new ones)."},
-             {"payi_generator_repeated_total", "counter", "Derived events the log already held (a replay)."},
-             {"payi_generator_late_values_total", "counter", "Values for a day already passed (not applied)."},
-             {"payi_generator_skipped_total", "counter", "Inputs with a NULL or failing KEY, DAY or VALUE."},
-             {"payi_generator_clamped", "gauge", "Negative daily values clamped to 0."},
-             {"payi_generator_keys", "gauge", "Series (keys) followed."},
-             {"payi_generator_looking_ahead", "gauge", "1 while moved keys wait for their look ahead."},
-             {"payi_generator_failed", "gauge", "1 when the generator stopped on an error."}};
+    static const metric_def m[] = {
+        {"payi_generator_position", "gauge", "Every input below this position is processed, its events durable."},
+        {"payi_generator_inputs_total", "counter", "Input events applied since start."},
+        {"payi_generator_emitted_total", "counter", "Derived events appended (new ones)."},
+        {"payi_generator_repeated_total", "counter", "Derived events the log already held (a replay)."},
+        {"payi_generator_late_values_total", "counter", "Values for a day already passed (not applied)."},
+        {"payi_generator_skipped_total", "counter", "Inputs with a NULL or failing KEY, DAY or VALUE."},
+        {"payi_generator_clamped", "gauge", "Negative daily values clamped to 0."},
+        {"payi_generator_keys", "gauge", "Series (keys) followed."},
+        {"payi_generator_looking_ahead", "gauge", "1 while moved keys wait for their look ahead."},
+        {"payi_generator_failed", "gauge", "1 when the generator stopped on an error."}};
+    enum { NM = sizeof m / sizeof *m };
     uint32_t n = gen_engine_count(g);
-    for (size_t k = 0; k < sizeof m / sizeof *m; k++) {
-        buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", m[k].name, m[k].help, m[k].name, m[k].type);
-        for (uint32_t i = 0; i < n; i++) {
-            gen_status st;
-            gen_engine_status(g, i, &st);
-            uint64_t v[] = {st.position, st.inputs, st.emitted, st.repeated, st.late_values, st.skipped,
-                            st.clamped, st.keys, st.looking_ahead, st.failed};
-            buf_printf(out, "%s{generator=\"%s\"} %" PRIu64 "\n", m[k].name, gen_engine_name(g, i), v[k]);
-        }
+    const char **names = xcalloc(n + 1, sizeof *names);
+    uint64_t *v = xcalloc((size_t)n * NM + 1, sizeof *v);
+    for (uint32_t i = 0; i < n; i++) {
+        gen_status st;
+        gen_engine_status(g, i, &st);
+        names[i] = gen_engine_name(g, i);
+        uint64_t row[NM] = {st.position, st.inputs,  st.emitted, st.repeated,      st.late_values,
+                            st.skipped,  st.clamped, st.keys,    st.looking_ahead, st.failed};
+        memcpy(v + (size_t)i * NM, row, sizeof row);
     }
+    metric_families(out, m, NM, "generator", names, v, n);
+    free(names);
+    free(v);
 }
 
 /* ---------------------------------------------------------------- routing */

@@ -2104,7 +2104,7 @@ void view_change_filter_free(view_change_filter *f)
 static bool change_passes(view_change_filter *f, const char *sse, size_t len)
 {
     const char *data = memmem(sse, len, "\ndata: ", 7);
-    if (!f || !data)
+    if (!data)
         return true;
     data += 7;
     size_t dlen = (size_t)(sse + len - data);
@@ -2124,32 +2124,59 @@ static bool change_passes(view_change_filter *f, const char *sse, size_t len)
     return true;
 }
 
+/* Keep, of the changes in b from byte `from` on, those f passes; returns
+ * how many. */
+static size_t keep_passing(view_change_filter *f, buf *b, size_t from)
+{
+    size_t kept = 0, w = from, r = from;
+    while (r < b->len) {
+        const char *end = memmem(b->data + r, b->len - r, "\n\n", 2);
+        size_t len = end ? (size_t)(end - (b->data + r)) + 2 : b->len - r;
+        if (change_passes(f, b->data + r, len)) {
+            memmove(b->data + w, b->data + r, len);
+            w += len;
+            kept++;
+        }
+        r += len;
+    }
+    b->len = w;
+    if (b->data)
+        b->data[w] = '\0';
+    return kept;
+}
+
 size_t view_engine_changes(view_engine *ve, uint32_t i, uint64_t *seq, size_t max_bytes,
                            view_change_filter *filter, buf *out)
 {
     view *v = &ve->views[i];
     atomic_store_explicit(&v->watched, true, memory_order_relaxed);
     size_t n = 0;
-    pthread_mutex_lock(&v->mu);
-    uint64_t head = v->change_head;
-    uint64_t oldest = head >= v->ring_cap ? head - v->ring_cap + 1 : 1;
-    if (*seq + 1 < oldest) {
-        buf_printf(out, "id: %" PRIu64 "\nevent: reset\ndata: {\"view\":", oldest - 1);
-        json_put_string(out, v->def->name, strlen(v->def->name));
-        buf_puts(out, ",\"reason\":\"this client fell behind the changes kept; read the view again\"}\n\n");
-        *seq = oldest - 1;
-        n++;
+    for (;;) {
+        /* Copied under the lock, filtered after it: the view's thread
+         * publishes under the same lock. */
+        pthread_mutex_lock(&v->mu);
+        uint64_t head = v->change_head;
+        uint64_t oldest = head >= v->ring_cap ? head - v->ring_cap + 1 : 1;
+        if (*seq + 1 < oldest) {
+            buf_printf(out, "id: %" PRIu64 "\nevent: reset\ndata: {\"view\":", oldest - 1);
+            json_put_string(out, v->def->name, strlen(v->def->name));
+            buf_puts(out, ",\"reason\":\"this client fell behind the changes kept; read the view again\"}\n\n");
+            *seq = oldest - 1;
+            n++;
+        }
+        size_t from = out->len, copied = 0;
+        while (*seq < head && out->len < max_bytes) {
+            const change *c = &v->ring[(*seq + 1) % v->ring_cap];
+            buf_put(out, c->sse, c->len);
+            (*seq)++;
+            copied++;
+        }
+        bool more = *seq < head;
+        pthread_mutex_unlock(&v->mu);
+        n += filter ? keep_passing(filter, out, from) : copied;
+        if (out->len > from || !more)   /* something to send, or nothing left */
+            return n;
     }
-    while (*seq < head && out->len < max_bytes) {
-        const change *c = &v->ring[(*seq + 1) % v->ring_cap];
-        (*seq)++;
-        if (!change_passes(filter, c->sse, c->len))
-            continue;
-        buf_put(out, c->sse, c->len);
-        n++;
-    }
-    pthread_mutex_unlock(&v->mu);
-    return n;
 }
 
 uint64_t view_engine_change_head(view_engine *ve, uint32_t i)
