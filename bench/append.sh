@@ -49,19 +49,6 @@ report() { "$PYTHON" "$REPORT" "$@"; }
 
 # ------------------------------------------------------------ scratch & cleanup
 
-# make_scratch_dir: one directory for all data (see scratch_base).
-make_scratch_dir() {
-  local base
-  base=$(scratch_base)
-  SCRATCH=$(mktemp -d --suffix=.tmp "$base/payi-bench-append.XXXXXX")
-  # The postgres user must be able to reach $SCRATCH/pg; traverse only.
-  chmod 711 "$SCRATCH"
-  RAW=$SCRATCH/raw
-  PIECES=$SCRATCH/pieces
-  mkdir -p "$RAW" "$PIECES"
-  log "scratch directory $SCRATCH ($(df -P "$SCRATCH" | awk 'NR==2 {print $1}'))"
-}
-
 # cleanup: runs on every exit.  Stops the servers we started (by data
 # directory / pid, never by name) and removes the scratch directory.
 cleanup() {
@@ -319,7 +306,7 @@ main() {
   trap cleanup EXIT
   trap 'exit 130' INT
   trap 'exit 143' TERM
-  make_scratch_dir
+  make_scratch_dir append
   check_free_space
   report machine --out "$PIECES/machine.json" --scratch "$SCRATCH" --repo "$REPO" \
     --payi-bin "$PAYI_BIN"

@@ -66,39 +66,15 @@ report() { "$PYTHON" "$REPORT" "$@"; }
 
 # ------------------------------------------------------------ scratch & cleanup
 
-make_scratch_dir() {
-  local base
-  base=$(scratch_base)
-  SCRATCH=$(mktemp -d --suffix=.tmp "$base/payi-bench-covid.XXXXXX")
-  chmod 711 "$SCRATCH"      # the postgres user must reach $SCRATCH/pg and $SCRATCH/app
-  RAW=$SCRATCH/raw
-  PIECES=$SCRATCH/pieces
-  BIN=$SCRATCH/bin
-  APP=$SCRATCH/app
-  mkdir -p "$RAW" "$PIECES" "$BIN"
-  log "scratch directory $SCRATCH ($(df -P "$SCRATCH" | awk 'NR==2 {print $1}'))"
-}
-
 # payi_stop: SIGINT the payi demo (by pid) as Ctrl-C would, wait for it to
 # exit (bounded), SIGKILL after 30 s.  Sets PAYI_RC to its exit status.
 PAYI_RC=
 payi_stop() {
   [ -n "$PAYI_PID" ] || return 0
-  local pid=$PAYI_PID _
+  local pid=$PAYI_PID
   PAYI_PID=
-  kill -INT "$pid" 2>/dev/null || true
-  for _ in $(seq 1 300); do
-    if ! kill -0 "$pid" 2>/dev/null; then
-      PAYI_RC=0
-      wait "$pid" 2>/dev/null || PAYI_RC=$?
-      return 0
-    fi
-    sleep 0.1
-  done
-  log "payi pid $pid did not stop within 30 s of SIGINT; SIGKILL"
-  kill -KILL "$pid" 2>/dev/null || true
-  PAYI_RC=0
-  wait "$pid" 2>/dev/null || PAYI_RC=$?
+  stop_pid "$pid" INT 30
+  PAYI_RC=$STOPPED_RC
 }
 
 cleanup() {
@@ -235,7 +211,8 @@ main() {
       exit 1
     fi
   done
-  make_scratch_dir
+  make_scratch_dir covid
+  APP=$SCRATCH/app           # the app (spec and data) payi demo serves
   check_free_space
   # Inputs: a private copy of the app (spec and data) and the serial interval,
   # readable by the postgres user (COPY FROM PROGRAM runs as the server).

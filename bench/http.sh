@@ -75,33 +75,13 @@ report() { "$PYTHON" "$REPORT" "$@"; }
 
 # ------------------------------------------------------------ scratch & cleanup
 
-# make_scratch_dir: one directory for all data (see scratch_base).
-make_scratch_dir() {
-  local base
-  base=$(scratch_base)
-  SCRATCH=$(mktemp -d --suffix=.tmp "$base/payi-bench-http.XXXXXX")
-  chmod 711 "$SCRATCH"      # the postgres user must reach $SCRATCH/pg
-  RAW=$SCRATCH/raw
-  PIECES=$SCRATCH/pieces
-  BIN=$SCRATCH/bin
-  mkdir -p "$RAW" "$PIECES" "$BIN"
-  log "scratch directory $SCRATCH ($(df -P "$SCRATCH" | awk 'NR==2 {print $1}'))"
-}
-
 # server_stop: SIGTERM the server server_start started (by pid), wait up to
 # 15 s for it to exit, then SIGKILL that pid.  Safe to call twice.
 server_stop() {
   [ -n "$SERVER_PID" ] || return 0
-  local pid=$SERVER_PID _
+  local pid=$SERVER_PID
   SERVER_PID=
-  kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 1 150); do
-    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-    sleep 0.1
-  done
-  log "server pid $pid did not stop within 15 s; SIGKILL"
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
+  stop_pid "$pid" TERM 15
 }
 
 cleanup() {
@@ -568,7 +548,7 @@ main() {
       exit 1
     fi
   done
-  make_scratch_dir
+  make_scratch_dir http
   check_free_space
   # Measure a private copy: other sessions may rebuild build/payi during the run.
   if [ -x "$PAYI_BIN" ]; then

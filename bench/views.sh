@@ -66,31 +66,12 @@ report() { "$PYTHON" "$REPORT" "$@"; }
 
 # ------------------------------------------------------------ scratch & cleanup
 
-make_scratch_dir() {
-  local base
-  base=$(scratch_base)
-  SCRATCH=$(mktemp -d --suffix=.tmp "$base/payi-bench-views.XXXXXX")
-  chmod 711 "$SCRATCH"      # the postgres user must reach $SCRATCH/pg
-  RAW=$SCRATCH/raw
-  PIECES=$SCRATCH/pieces
-  BIN=$SCRATCH/bin
-  mkdir -p "$RAW" "$PIECES" "$BIN"
-  log "scratch directory $SCRATCH ($(df -P "$SCRATCH" | awk 'NR==2 {print $1}'))"
-}
-
 # server_stop: SIGTERM the payi server (by pid), SIGKILL after 15 s.
 server_stop() {
   [ -n "$SERVER_PID" ] || return 0
-  local pid=$SERVER_PID _
+  local pid=$SERVER_PID
   SERVER_PID=
-  kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 1 150); do
-    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-    sleep 0.1
-  done
-  log "server pid $pid did not stop within 15 s; SIGKILL"
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
+  stop_pid "$pid" TERM 15
 }
 
 cleanup() {
@@ -240,7 +221,7 @@ main() {
   trap cleanup EXIT
   trap 'exit 130' INT
   trap 'exit 143' TERM
-  make_scratch_dir
+  make_scratch_dir views
   check_free_space
   report machine --out "$PIECES/machine.json" --scratch "$SCRATCH" --repo "$REPO" --payi-bin "$PAYI_BIN"
   if [ ! -x "$PAYI_BIN" ]; then

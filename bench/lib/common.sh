@@ -37,3 +37,36 @@ scratch_base() {
   fi
   printf '%s' "$base"
 }
+
+# make_scratch_dir NAME: a fresh scratch directory for the bench NAME under
+# scratch_base, with raw/ (tool outputs), pieces/ (report pieces) and bin/;
+# sets SCRATCH, RAW, PIECES and BIN.
+make_scratch_dir() {
+  local base
+  base=$(scratch_base)
+  SCRATCH=$(mktemp -d --suffix=.tmp "$base/payi-bench-$1.XXXXXX")
+  chmod 711 "$SCRATCH"      # the postgres user must reach $SCRATCH/pg: traverse only
+  RAW=$SCRATCH/raw
+  PIECES=$SCRATCH/pieces
+  BIN=$SCRATCH/bin
+  mkdir -p "$RAW" "$PIECES" "$BIN"
+  log "scratch directory $SCRATCH ($(df -P "$SCRATCH" | awk 'NR==2 {print $1}'))"
+}
+
+# stop_pid PID SIGNAL SECONDS: send SIGNAL to PID (a child of this shell),
+# wait up to SECONDS for it to exit, then SIGKILL it.  Sets STOPPED_RC to
+# its exit status.
+stop_pid() {
+  local pid=$1 sig=$2 secs=$3 _
+  kill "-$sig" "$pid" 2>/dev/null || true
+  for _ in $(seq 1 $((secs * 10))); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    log "pid $pid did not stop within $secs s of SIG$sig; SIGKILL"
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  STOPPED_RC=0
+  wait "$pid" 2>/dev/null || STOPPED_RC=$?
+}
