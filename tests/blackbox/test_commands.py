@@ -1069,7 +1069,7 @@ def test_concurrent_commands_and_raw_appends_on_the_same_streams(start):
     naccounts = 2
     for a in range(naccounts):
         open_account(s, f"m{a}")
-    errors = []
+    errors, gave_up = [], []
 
     def commands(t):
         rnd = random.Random(2000 + t)
@@ -1078,7 +1078,9 @@ def test_concurrent_commands_and_raw_appends_on_the_same_streams(start):
             for _ in range(30):
                 a = rnd.randrange(naccounts)
                 status, j = s.cmd("Withdraw", {"account": f"m{a}", "amount": rnd.randint(1, 60)}, conn=c)
-                if status != 201 and not (status == 422 and j["error"]["message"] == "insufficient funds"):
+                if status == 409 and j["error"]["code"] == "conflict":
+                    gave_up.append(j)    # the stream moved under all 8 retries: documented, appends nothing
+                elif status != 201 and not (status == 422 and j["error"]["message"] == "insufficient funds"):
                     errors.append((status, j))
         except Exception as e:
             errors.append(repr(e))
@@ -1108,6 +1110,9 @@ def test_concurrent_commands_and_raw_appends_on_the_same_streams(start):
     for p in pool:
         p.join(120)
     assert not errors, errors[:5]
+    # 480 commands on two streams that 4 writers move under them: a few may
+    # run out of retries (under ASan, 1 did in one of five runs), most must not.
+    assert len(gave_up) <= 10, gave_up[:5]
     for a in range(naccounts):
         evs = s.stream(f"account-m{a}")
         assert [e["version"] for e in evs] == list(range(len(evs)))
